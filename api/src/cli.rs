@@ -1,0 +1,139 @@
+//! The command line: `stations-api [serve | migrate ... | schema]`, and what each command does.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::configuration::{Environment, Settings};
+use crate::database::{self, migrations};
+use crate::startup::Application;
+use crate::{graphql, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "stations-api",
+    version,
+    about = "GraphQL API over PostgreSQL stations"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve GraphQL over HTTP (the default).
+    Serve,
+    /// Apply, revert or list database migrations.
+    Migrate {
+        #[command(subcommand)]
+        action: MigrateAction,
+    },
+    /// Print the GraphQL schema (SDL).
+    Schema,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum MigrateAction {
+    /// Apply pending migrations.
+    Up {
+        /// Apply at most this many.
+        #[arg(short, long)]
+        num: Option<u32>,
+    },
+    /// Revert applied migrations, newest first.
+    Down {
+        /// How many to revert.
+        #[arg(short, long, default_value_t = 1)]
+        num: u32,
+    },
+    /// List every migration and whether it is applied.
+    Status,
+    /// Drop every table, then apply every migration (refused when APP_ENV=production).
+    Fresh,
+}
+
+/// A command that failed, with the message for the user and the process exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub exit_code: ExitCode,
+}
+
+impl Failure {
+    /// The configuration or the command line is wrong: nothing was attempted.
+    fn usage(message: impl ToString) -> Self {
+        Self {
+            message: message.to_string(),
+            exit_code: ExitCode::from(2),
+        }
+    }
+
+    /// The command was attempted and failed.
+    fn runtime(message: impl ToString) -> Self {
+        Self {
+            message: message.to_string(),
+            exit_code: ExitCode::FAILURE,
+        }
+    }
+}
+
+/// Runs `cli`'s command and returns what it prints on standard output.
+pub async fn run(cli: Cli) -> Result<String, Failure> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve().await.map(|()| String::new()),
+        Command::Migrate { action } => migrate(action).await,
+        Command::Schema => Ok(graphql::sdl()),
+    }
+}
+
+fn load_settings() -> Result<Settings, Failure> {
+    let settings = Settings::load().map_err(Failure::usage)?;
+    telemetry::init(&settings.log);
+    Ok(settings)
+}
+
+async fn serve() -> Result<(), Failure> {
+    let settings = load_settings()?;
+    tracing::info!(
+        environment = %settings.environment,
+        database = settings.database.redacted_url(),
+        "starting"
+    );
+    let application = Application::build(&settings)
+        .await
+        .map_err(Failure::runtime)?;
+    tracing::info!(
+        address = format!("{}:{}", settings.server.host, application.port()),
+        ide = settings.graphql.ide,
+        "listening"
+    );
+    application
+        .run_until_stopped()
+        .await
+        .map_err(|error| Failure::runtime(format!("the server stopped with an error: {error}")))
+}
+
+async fn migrate(action: MigrateAction) -> Result<String, Failure> {
+    let settings = load_settings()?;
+    if matches!(action, MigrateAction::Fresh) && settings.environment == Environment::Production {
+        return Err(Failure::usage(
+            "`migrate fresh` drops every table; it is refused when APP_ENV=production",
+        ));
+    }
+    let db = database::connect_with_retry(&settings.database)
+        .await
+        .map_err(Failure::runtime)?;
+    let step = match action {
+        MigrateAction::Up { num } => Some(migrations::MigrationStep::Up(num)),
+        MigrateAction::Down { num } => Some(migrations::MigrationStep::Down(num)),
+        MigrateAction::Fresh => Some(migrations::MigrationStep::Fresh),
+        MigrateAction::Status => None,
+    };
+    let state = match step {
+        Some(step) => migrations::run(&db, step).await,
+        None => migrations::state(&db).await,
+    }
+    .map_err(|error| Failure::runtime(format!("migration failed: {error}")))?;
+    Ok(state.to_string())
+}

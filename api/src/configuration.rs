@@ -1,0 +1,459 @@
+//! Typed settings, read in layers: `config/default.toml`, then `config/<APP_ENV>.toml`, then
+//! environment variables `APP__SECTION__KEY` (e.g. `APP__SERVER__PORT=9000`), and
+//! `DATABASE_URL` for `database.url` because every PostgreSQL tool already reads it.
+//!
+//! Every error names the key and the file or variable that set it, and never prints the
+//! database password: a configuration mistake should be fixable from its message alone.
+
+use std::{env, fmt, path::Path, path::PathBuf, str::FromStr, time::Duration};
+
+use config::{Config, ConfigError, File, FileFormat, Value};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use url::Url;
+
+/// Prefix of the environment variables that override configuration keys.
+const ENV_PREFIX: &str = "APP";
+/// Separates the prefix, sections and keys in those variables: `APP__DATABASE__URL`.
+const ENV_SEPARATOR: &str = "__";
+
+/// Which `config/<environment>.toml` is layered over `config/default.toml`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Environment {
+    #[default]
+    Development,
+    Test,
+    Production,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Development => "development",
+            Self::Test => "test",
+            Self::Production => "production",
+        }
+    }
+
+    /// Reads `APP_ENV`; development when it is not set.
+    pub fn from_env() -> Result<Self, ConfigurationError> {
+        match env::var("APP_ENV") {
+            Ok(value) => value.parse().map_err(|message| {
+                ConfigurationError(format!("environment variable APP_ENV: {message}"))
+            }),
+            Err(env::VarError::NotPresent) => Ok(Self::default()),
+            Err(env::VarError::NotUnicode(_)) => Err(ConfigurationError(
+                "environment variable APP_ENV is not valid UTF-8".to_owned(),
+            )),
+        }
+    }
+}
+
+impl FromStr for Environment {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value.to_ascii_lowercase().as_str() {
+            "development" => Ok(Self::Development),
+            "test" => Ok(Self::Test),
+            "production" => Ok(Self::Production),
+            other => Err(format!(
+                "unknown environment {other:?}: use development, test or production"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub graphql: GraphqlSettings,
+    pub log: LogSettings,
+    /// The environment whose file was layered in; not itself a key.
+    #[serde(skip)]
+    pub environment: Environment,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to listen on. `0.0.0.0` only inside a container, where the port mapping decides
+    /// who can reach it.
+    pub host: String,
+    /// 0 picks a free port (tests use it).
+    pub port: u16,
+    /// How long in-flight requests may run on after SIGTERM before the server stops anyway.
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://user:password@host:port/database?sslmode=...`
+    pub url: SecretString,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    /// Limit on establishing one connection (TCP, TLS and authentication).
+    pub connect_timeout_secs: u64,
+    /// How many times start-up tries to connect before giving up, with a growing pause between
+    /// attempts, so that a server started with its database (docker compose) waits for it.
+    pub connect_attempts: u32,
+    /// Limit on waiting for a free pooled connection before a request fails.
+    pub acquire_timeout_ms: u64,
+    /// Apply pending migrations at start-up (development) or refuse to start (production).
+    pub migrate_on_start: bool,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphqlSettings {
+    /// Serve the GraphiQL IDE at `GET /graphql`.
+    pub ide: bool,
+    /// Answer introspection queries (the IDE's docs explorer needs them).
+    pub introspection: bool,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `stations_api=debug,info`; `RUST_LOG` overrides it.
+    pub filter: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines, for a terminal.
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// A configuration problem, described for the person who has to fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigurationError(String);
+
+impl Settings {
+    /// Loads the settings of the environment named by `APP_ENV` from the folder named by
+    /// `APP_CONFIG_DIR` (default `./config`).
+    pub fn load() -> Result<Self, ConfigurationError> {
+        let environment = Environment::from_env()?;
+        let directory = env::var_os("APP_CONFIG_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("config"));
+        Self::load_from(&directory, environment)
+    }
+
+    /// Loads `default.toml` and `<environment>.toml` from `directory`, then the environment
+    /// variable overrides, and validates the result.
+    pub fn load_from(
+        directory: &Path,
+        environment: Environment,
+    ) -> Result<Self, ConfigurationError> {
+        let default_file = directory.join("default.toml");
+        let environment_file = directory.join(format!("{environment}.toml"));
+        for file in [&default_file, &environment_file] {
+            if !file.is_file() {
+                return Err(ConfigurationError(format!(
+                    "configuration file {} not found: run from the repository root, or set \
+                     APP_CONFIG_DIR to the folder that holds default.toml and {environment}.toml",
+                    file.display()
+                )));
+            }
+        }
+
+        let config = Config::builder()
+            .add_source(File::from(default_file).format(FileFormat::Toml))
+            .add_source(File::from(environment_file).format(FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator(ENV_SEPARATOR)
+                    .separator(ENV_SEPARATOR)
+                    .try_parsing(true),
+            )
+            .set_override_option("database.url", env::var("DATABASE_URL").ok())
+            .and_then(|builder| builder.build())
+            .map_err(|error| describe_config_error(&error, None))?;
+
+        let mut settings: Settings = config
+            .clone()
+            .try_deserialize()
+            .map_err(|error| describe_config_error(&error, Some(&config)))?;
+        settings.environment = environment;
+        settings.validate(&config)?;
+        Ok(settings)
+    }
+
+    fn validate(&self, config: &Config) -> Result<(), ConfigurationError> {
+        let invalid = |key: &str, problem: String| {
+            ConfigurationError(format!(
+                "`{key}` (set by {}) {problem}",
+                source_of(config, key)
+            ))
+        };
+
+        if self.server.host.trim().is_empty() {
+            return Err(invalid(
+                "server.host",
+                "is empty: use an address such as 127.0.0.1".into(),
+            ));
+        }
+        if let Err(problem) = self.database.check_url() {
+            return Err(invalid("database.url", problem));
+        }
+        if self.database.max_connections == 0 {
+            return Err(invalid(
+                "database.max_connections",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.database.min_connections > self.database.max_connections {
+            return Err(invalid(
+                "database.min_connections",
+                format!(
+                    "is {} but must not exceed database.max_connections ({})",
+                    self.database.min_connections, self.database.max_connections
+                ),
+            ));
+        }
+        if self.database.connect_attempts == 0 {
+            return Err(invalid(
+                "database.connect_attempts",
+                "must be at least 1".into(),
+            ));
+        }
+        for (key, value) in [
+            (
+                "database.connect_timeout_secs",
+                self.database.connect_timeout_secs,
+            ),
+            (
+                "database.acquire_timeout_ms",
+                self.database.acquire_timeout_ms,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be greater than 0".into()));
+            }
+        }
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
+            return Err(invalid(
+                "log.filter",
+                format!("is not a valid filter: {error}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What is needed to reach PostgreSQL, read from `database.url` once it has been validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatabaseTarget {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub database: String,
+    pub has_password: bool,
+}
+
+impl DatabaseSettings {
+    /// The URL with its password replaced, safe for logs and messages.
+    pub fn redacted_url(&self) -> String {
+        redact_url(self.url.expose_secret())
+    }
+
+    /// Host, port, user and database of the URL.
+    pub fn target(&self) -> DatabaseTarget {
+        // `check_url` ran at load time, so a parse failure here means the settings were built
+        // by hand; an empty target then fails to connect with a clear message.
+        let url = Url::parse(self.url.expose_secret()).ok();
+        let url = url.as_ref();
+        DatabaseTarget {
+            host: url.and_then(Url::host_str).unwrap_or_default().to_owned(),
+            port: url.and_then(Url::port).unwrap_or(5432),
+            user: url
+                .map(|url| percent_decode(url.username()))
+                .unwrap_or_default(),
+            database: url
+                .map(|url| percent_decode(url.path().trim_start_matches('/')))
+                .unwrap_or_default(),
+            has_password: url.and_then(Url::password).is_some_and(|p| !p.is_empty()),
+        }
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs)
+    }
+
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.acquire_timeout_ms)
+    }
+
+    fn check_url(&self) -> Result<(), String> {
+        if self.url.expose_secret().trim().is_empty() {
+            return Err("is empty: set DATABASE_URL to \
+                        postgres://user:password@host:5432/database?sslmode=disable"
+                .into());
+        }
+        let url = Url::parse(self.url.expose_secret())
+            .map_err(|error| format!("is not a valid URL ({error})"))?;
+        if !matches!(url.scheme(), "postgres" | "postgresql") {
+            return Err("must start with postgres:// (postgresql:// works too)".into());
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err("has no host: postgres://user:password@HOST:5432/database".into());
+        }
+        if url.username().is_empty() {
+            return Err("has no user: postgres://USER:password@host:5432/database".into());
+        }
+        if url.path().trim_start_matches('/').is_empty() {
+            return Err("names no database: postgres://user:password@host:5432/DATABASE".into());
+        }
+        const SSL_MODES: [&str; 6] = [
+            "disable",
+            "allow",
+            "prefer",
+            "require",
+            "verify-ca",
+            "verify-full",
+        ];
+        for (name, value) in url.query_pairs() {
+            if name == "sslmode" && !SSL_MODES.contains(&value.as_ref()) {
+                return Err(format!(
+                    "has sslmode={value}; use one of {}",
+                    SSL_MODES.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `url` with any password replaced by `********`; unparsable input is hidden entirely.
+pub fn redact_url(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                // Only fails for URLs that cannot have a password, which this one has.
+                let _ = parsed.set_password(Some("********"));
+            }
+            parsed.to_string()
+        }
+        Err(_) => "(an unparsable URL)".to_owned(),
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    url::form_urlencoded::parse(format!("x={text}").as_bytes())
+        .next()
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_else(|| text.to_owned())
+}
+
+/// The environment variable that overrides `key`: `server.port` -> `APP__SERVER__PORT`.
+pub fn env_var_for(key: &str) -> String {
+    format!(
+        "{ENV_PREFIX}{ENV_SEPARATOR}{}",
+        key.replace('.', ENV_SEPARATOR).to_ascii_uppercase()
+    )
+}
+
+/// Where the value of `key` came from, in words: a variable's name or a file's path.
+fn source_of(config: &Config, key: &str) -> String {
+    if key == "database.url" && env::var_os("DATABASE_URL").is_some() {
+        return "environment variable DATABASE_URL".to_owned();
+    }
+    let variable = env_var_for(key);
+    if env::var_os(&variable).is_some() {
+        return format!("environment variable {variable}");
+    }
+    config
+        .get::<Value>(key)
+        .ok()
+        .and_then(|value| value.origin().map(str::to_owned))
+        .unwrap_or_else(|| "no file or variable".to_owned())
+}
+
+fn describe_config_error(error: &ConfigError, config: Option<&Config>) -> ConfigurationError {
+    let located = |key: &str, problem: String| match config {
+        Some(config) => format!("`{key}` (set by {}) {problem}", source_of(config, key)),
+        None => format!("`{key}` {problem}"),
+    };
+    let message = match error {
+        ConfigError::Type {
+            key: Some(key),
+            unexpected,
+            expected,
+            ..
+        } => {
+            // A type error quotes the value; the URL may hold a password, so it is never quoted.
+            if key == "database.url" {
+                located(key, format!("must be {expected}"))
+            } else {
+                located(key, format!("must be {expected}, not {unexpected}"))
+            }
+        }
+        ConfigError::At {
+            error,
+            key: Some(key),
+            ..
+        } => match error.as_ref() {
+            ConfigError::Message(message) => located(key, message.clone()),
+            other => located(key, other.to_string()),
+        },
+        ConfigError::NotFound(key) => format!(
+            "`{key}` is not set: add it to config/default.toml or set {}",
+            env_var_for(key)
+        ),
+        ConfigError::FileParse { uri, cause } => format!(
+            "{} is not valid TOML: {cause}",
+            uri.as_deref().unwrap_or("a configuration file")
+        ),
+        ConfigError::Message(message) => message.clone(),
+        other => other.to_string(),
+    };
+    ConfigurationError(format!("invalid configuration: {message}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacting_a_url_hides_the_password_and_keeps_the_rest() {
+        let redacted = redact_url("postgres://app:s3cret@db:5432/stations?sslmode=disable");
+        assert_eq!(
+            redacted,
+            "postgres://app:********@db:5432/stations?sslmode=disable"
+        );
+    }
+
+    #[test]
+    fn redacting_an_unparsable_url_hides_all_of_it() {
+        assert_eq!(redact_url("not a url :s3cret@"), "(an unparsable URL)");
+    }
+
+    #[test]
+    fn environment_variable_names_follow_the_key_path() {
+        assert_eq!(
+            env_var_for("database.max_connections"),
+            "APP__DATABASE__MAX_CONNECTIONS"
+        );
+    }
+
+    #[test]
+    fn unknown_environment_names_list_the_allowed_ones() {
+        let error = "staging".parse::<Environment>().unwrap_err();
+        assert!(error.contains("development, test or production"), "{error}");
+    }
+}

@@ -1,0 +1,14 @@
+//! Values as the API accepts them. Each type can only hold a valid value, so the service layer
+//! never sees an out-of-range coordinate or a blank name, and every entry point (GraphQL,
+//! imports) rejects bad input with the same words.
+
+mod station;
+
+pub use station::{
+    Elevation, Latitude, Longitude, NewStation, StationChanges, StationCode, StationName,
+};
+
+/// Why a value was refused, phrased to follow the field's name: "must be between -90 and 90".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidValue(pub String);

@@ -1,0 +1,98 @@
+//! The one error type at the GraphQL boundary, and what each variant looks like to a client.
+//!
+//! Every error a resolver returns passes through [`ApiError`]: the crate enables
+//! async-graphql's `custom-error-conversion`, so no other error type can reach a response by
+//! accident and carry SQL or connection details with it.
+
+use async_graphql::ErrorExtensions;
+use sea_orm::DbErr;
+
+use crate::database;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// `BAD_USER_INPUT`: an argument is outside what the API accepts. The message names the
+    /// field and the allowed values; `extensions.field` holds the field's path.
+    #[error("{field} {message}")]
+    BadUserInput { field: String, message: String },
+
+    /// `NOT_FOUND`: no station has the id given to an update or a delete.
+    #[error("no station has id {id}")]
+    NotFound { id: String },
+
+    /// `CONFLICT`: the write would give two stations the same value of a unique field, named
+    /// in `extensions.field`.
+    #[error("{message}")]
+    Conflict { field: String, message: String },
+
+    /// `SERVICE_UNAVAILABLE`: the database cannot be reached right now; the same request may
+    /// succeed shortly.
+    #[error("the database is unavailable right now; retry shortly")]
+    ServiceUnavailable(#[source] DbErr),
+
+    /// `INTERNAL`: anything else. The client gets this fixed message; the log gets the cause.
+    #[error("internal error; the server log has the details")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn bad_input(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::BadUserInput {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The stable `extensions.code` clients match on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadUserInput { .. } => "BAD_USER_INPUT",
+            Self::NotFound { .. } => "NOT_FOUND",
+            Self::Conflict { .. } => "CONFLICT",
+            Self::ServiceUnavailable(_) => "SERVICE_UNAVAILABLE",
+            Self::Internal(_) => "INTERNAL",
+        }
+    }
+
+    fn field(&self) -> Option<&str> {
+        match self {
+            Self::BadUserInput { field, .. } | Self::Conflict { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+}
+
+impl From<DbErr> for ApiError {
+    fn from(error: DbErr) -> Self {
+        if database::is_unavailable(&error) {
+            Self::ServiceUnavailable(error)
+        } else {
+            Self::Internal(error.into())
+        }
+    }
+}
+
+impl From<ApiError> for async_graphql::Error {
+    fn from(error: ApiError) -> Self {
+        // The boundary is the one place every failure passes, so it is where the cause is
+        // logged, once, inside the request's span. `{:#}` prints the chain of causes without a
+        // backtrace; driver errors carry neither SQL text nor connection strings.
+        match &error {
+            ApiError::Internal(cause) => {
+                tracing::error!(error = format!("{cause:#}"), "request failed");
+            }
+            ApiError::ServiceUnavailable(cause) => {
+                tracing::warn!(error = %cause, "database unavailable");
+            }
+            _ => {}
+        }
+        let code = error.code();
+        let field = error.field().map(str::to_owned);
+        async_graphql::Error::new(error.to_string()).extend_with(|_, extensions| {
+            extensions.set("code", code);
+            if let Some(field) = field {
+                extensions.set("field", field);
+            }
+        })
+    }
+}

@@ -1,0 +1,8 @@
+//! The GraphQL schema: types, query and mutation fields.
+
+mod mutation;
+mod query;
+mod schema;
+pub mod types;
+
+pub use schema::{AppSchema, build_schema, sdl};

@@ -1,0 +1,3 @@
+//! Mutation fields, one module per entity, merged into the root in `schema.rs`.
+
+pub mod station;

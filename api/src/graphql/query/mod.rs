@@ -1,0 +1,3 @@
+//! Query fields, one module per entity, merged into the root in `schema.rs`.
+
+pub mod station;

@@ -1,0 +1,6 @@
+//! GraphQL object and input types, and their conversion to and from the service layer.
+
+pub mod connection;
+pub mod cursor;
+pub mod list;
+pub mod station;

@@ -1,0 +1,10 @@
+pub mod cli;
+pub mod configuration;
+pub mod database;
+pub mod domain;
+pub mod error;
+pub mod graphql;
+pub mod routes;
+pub mod service;
+pub mod startup;
+pub mod telemetry;

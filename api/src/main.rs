@@ -1,0 +1,18 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use stations_api::cli::{self, Cli};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match cli::run(Cli::parse()).await {
+        Ok(output) => {
+            print!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            failure.exit_code
+        }
+    }
+}

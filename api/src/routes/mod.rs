@@ -1,0 +1,4 @@
+//! Plain HTTP handlers: GraphQL over HTTP, the IDE and health checks.
+
+pub mod graphql;
+pub mod health;

@@ -1,0 +1,4 @@
+//! Database operations, one module per entity. Functions take any connection or transaction
+//! and return the driver's errors, or a write error that names what the client did wrong.
+
+pub mod station;

@@ -1,0 +1,405 @@
+//! Every statement the API runs against `stations`.
+//!
+//! Lists are paged by keyset, never by OFFSET: a page is "the next `first` rows after this
+//! sort key and id", which costs the same at any depth and neither skips nor repeats rows when
+//! others are inserted between two requests.
+
+use chrono::{DateTime, Utc};
+use entity::station::{self, Column, Entity as Station};
+use sea_orm::{
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, Order, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    sea_query::{Expr, ExprTrait, LikeExpr, extension::postgres::PgExpr},
+};
+
+use crate::database;
+use crate::domain::{Latitude, Longitude, NewStation, StationChanges};
+
+/// The unique constraint on `stations.code`, named in the migration that adds the column.
+const CODE_UNIQUE_CONSTRAINT: &str = "stations_code_key";
+
+/// Which stations a list holds. Every present criterion must match.
+#[derive(Debug, Clone, Default)]
+pub struct StationCriteria {
+    /// Case-insensitive substring of the name, matched literally (`%` and `_` are not
+    /// wildcards).
+    pub name_contains: Option<String>,
+    pub code: Option<String>,
+    pub bbox: Option<BoundingBox>,
+    pub elevation_m: Option<ElevationRange>,
+}
+
+/// A latitude/longitude rectangle. When `min_lng` > `max_lng` the box crosses the
+/// antimeridian: from `min_lng` east to 180 and on from -180 to `max_lng`.
+#[derive(Debug, Clone, Copy)]
+pub struct BoundingBox {
+    pub min_lat: Latitude,
+    pub max_lat: Latitude,
+    pub min_lng: Longitude,
+    pub max_lng: Longitude,
+}
+
+/// Inclusive bounds on the elevation; stations without an elevation never match.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ElevationRange {
+    pub gte: Option<f64>,
+    pub lte: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SortField {
+    #[default]
+    Id,
+    Name,
+    Code,
+    CreatedAt,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SortDirection {
+    #[default]
+    Asc,
+    Desc,
+}
+
+/// The order of a list. Ties are broken by id in the same direction, so the order is total
+/// and a keyset position is never ambiguous.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StationOrdering {
+    pub field: SortField,
+    pub direction: SortDirection,
+}
+
+/// The value of the sort field at a position in a list.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SortKey {
+    /// Ordering by id: the id alone is the key.
+    Id,
+    Name(String),
+    Code(String),
+    CreatedAt(DateTime<Utc>),
+}
+
+/// A position in an ordered list: the sort key and id of the row last seen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeysetPosition {
+    pub key: SortKey,
+    pub id: i32,
+}
+
+impl KeysetPosition {
+    /// Where `row` stands in `ordering`.
+    pub fn of(row: &station::Model, ordering: StationOrdering) -> Self {
+        let key = match ordering.field {
+            SortField::Id => SortKey::Id,
+            SortField::Name => SortKey::Name(row.name.clone()),
+            SortField::Code => SortKey::Code(row.code.clone()),
+            SortField::CreatedAt => SortKey::CreatedAt(row.created_at.with_timezone(&Utc)),
+        };
+        Self { key, id: row.id }
+    }
+}
+
+/// One page of a list, and whether more rows follow it.
+#[derive(Debug, Clone)]
+pub struct StationPage {
+    pub rows: Vec<station::Model>,
+    pub has_next_page: bool,
+}
+
+/// Why a write did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("a station with code {0:?} already exists")]
+    DuplicateCode(String),
+    #[error("no station has that id")]
+    NotFound,
+    #[error(transparent)]
+    Database(#[from] DbErr),
+}
+
+#[tracing::instrument(skip(db))]
+pub async fn find_by_id(
+    db: &impl ConnectionTrait,
+    id: i32,
+) -> Result<Option<station::Model>, DbErr> {
+    Station::find_by_id(id).one(db).await
+}
+
+/// Up to `first` rows matching `criteria` after `after`, in `ordering`.
+#[tracing::instrument(skip(db))]
+pub async fn page(
+    db: &impl ConnectionTrait,
+    criteria: &StationCriteria,
+    ordering: StationOrdering,
+    after: Option<&KeysetPosition>,
+    first: u64,
+) -> Result<StationPage, DbErr> {
+    let mut query = Station::find().filter(criteria_condition(criteria));
+    if let Some(position) = after {
+        query = query.filter(beyond(position, ordering, Side::After));
+    }
+    let order = match ordering.direction {
+        SortDirection::Asc => Order::Asc,
+        SortDirection::Desc => Order::Desc,
+    };
+    if let Some(column) = sort_column(ordering.field) {
+        query = query.order_by(column, order.clone());
+    }
+    // One row more than asked tells whether another page follows, without a second query.
+    let mut rows = query
+        .order_by(Column::Id, order)
+        .limit(first + 1)
+        .all(db)
+        .await?;
+    let has_next_page = rows.len() as u64 > first;
+    rows.truncate(first as usize);
+    Ok(StationPage {
+        rows,
+        has_next_page,
+    })
+}
+
+/// How many rows match `criteria`, on all pages together.
+#[tracing::instrument(skip(db))]
+pub async fn count(db: &impl ConnectionTrait, criteria: &StationCriteria) -> Result<u64, DbErr> {
+    Station::find()
+        .filter(criteria_condition(criteria))
+        .count(db)
+        .await
+}
+
+/// Whether any row matching `criteria` stands at `position` or before it in `ordering`.
+#[tracing::instrument(skip(db))]
+pub async fn any_up_to(
+    db: &impl ConnectionTrait,
+    criteria: &StationCriteria,
+    ordering: StationOrdering,
+    position: &KeysetPosition,
+) -> Result<bool, DbErr> {
+    let found = Station::find()
+        .select_only()
+        .column(Column::Id)
+        .filter(criteria_condition(criteria))
+        .filter(beyond(position, ordering, Side::UpTo))
+        .limit(1)
+        .into_tuple::<i32>()
+        .one(db)
+        .await?;
+    Ok(found.is_some())
+}
+
+#[tracing::instrument(skip(db))]
+pub async fn create(
+    db: &impl ConnectionTrait,
+    station: NewStation,
+) -> Result<station::Model, WriteError> {
+    let code = station.code.as_str().to_owned();
+    new_row(station)
+        .insert(db)
+        .await
+        .map_err(|error| write_error(error, Some(code)))
+}
+
+/// Creates all of `stations` or none of them, and returns them in the order given.
+#[tracing::instrument(skip(db, stations), fields(count = stations.len()))]
+pub async fn create_many(
+    db: &(impl ConnectionTrait + TransactionTrait),
+    stations: Vec<NewStation>,
+) -> Result<Vec<station::Model>, WriteError> {
+    if stations.is_empty() {
+        return Ok(Vec::new());
+    }
+    let codes: Vec<String> = stations
+        .iter()
+        .map(|s| s.code.as_str().to_owned())
+        .collect();
+    let inserted = Station::insert_many(stations.into_iter().map(new_row))
+        .exec_with_returning(db)
+        .await;
+    let mut rows = match inserted {
+        Ok(rows) => rows,
+        Err(error) if database::violated_constraint(&error) == Some(CODE_UNIQUE_CONSTRAINT) => {
+            // One INSERT is atomic, so nothing was written. Name the first code that exists
+            // (another client may have taken it between the check and the insert; the
+            // generic message covers that).
+            let taken = Station::find()
+                .select_only()
+                .column(Column::Code)
+                .filter(Column::Code.is_in(codes.clone()))
+                .into_tuple::<String>()
+                .all(db)
+                .await?;
+            let first_taken = codes
+                .into_iter()
+                .find(|code| taken.iter().any(|t| t == code));
+            return Err(WriteError::DuplicateCode(first_taken.unwrap_or_default()));
+        }
+        Err(error) => return Err(write_error(error, None)),
+    };
+    // RETURNING does not promise the order of VALUES; codes are unique, so sort by them.
+    rows.sort_by_key(|row| codes.iter().position(|code| *code == row.code));
+    Ok(rows)
+}
+
+/// Applies `changes` to the station `id` and returns it as stored afterwards.
+#[tracing::instrument(skip(db))]
+pub async fn update(
+    db: &impl ConnectionTrait,
+    id: i32,
+    changes: StationChanges,
+) -> Result<station::Model, WriteError> {
+    let code = changes.code.as_ref().map(|code| code.as_str().to_owned());
+    let mut row = station::ActiveModel {
+        id: sea_orm::ActiveValue::Unchanged(id),
+        ..Default::default()
+    };
+    if let Some(new_code) = changes.code {
+        row.code = Set(new_code.into_inner());
+    }
+    if let Some(name) = changes.name {
+        row.name = Set(name.into_inner());
+    }
+    if let Some(lat) = changes.lat {
+        row.lat = Set(lat.degrees());
+    }
+    if let Some(lng) = changes.lng {
+        row.lng = Set(lng.degrees());
+    }
+    if let Some(elevation) = changes.elevation_m {
+        row.elevation_m = Set(elevation.map(|e| e.metres()));
+    }
+    row.update(db).await.map_err(|error| match error {
+        DbErr::RecordNotUpdated => WriteError::NotFound,
+        other => write_error(other, code),
+    })
+}
+
+/// Deletes the station `id`.
+#[tracing::instrument(skip(db))]
+pub async fn delete(db: &impl ConnectionTrait, id: i32) -> Result<(), WriteError> {
+    let result = Station::delete_by_id(id).exec(db).await?;
+    if result.rows_affected == 0 {
+        return Err(WriteError::NotFound);
+    }
+    Ok(())
+}
+
+fn new_row(station: NewStation) -> station::ActiveModel {
+    station::ActiveModel {
+        code: Set(station.code.into_inner()),
+        name: Set(station.name.into_inner()),
+        lat: Set(station.lat.degrees()),
+        lng: Set(station.lng.degrees()),
+        elevation_m: Set(station.elevation_m.map(|e| e.metres())),
+        ..Default::default()
+    }
+}
+
+fn write_error(error: DbErr, code: Option<String>) -> WriteError {
+    match (database::violated_constraint(&error), code) {
+        (Some(CODE_UNIQUE_CONSTRAINT), Some(code)) => WriteError::DuplicateCode(code),
+        _ => WriteError::Database(error),
+    }
+}
+
+fn criteria_condition(criteria: &StationCriteria) -> Condition {
+    let mut condition = Condition::all();
+    if let Some(text) = &criteria.name_contains {
+        let pattern = format!("%{}%", escape_like(text));
+        condition =
+            condition.add(Expr::col(Column::Name).ilike(LikeExpr::new(pattern).escape('\\')));
+    }
+    if let Some(code) = &criteria.code {
+        condition = condition.add(Column::Code.eq(code.as_str()));
+    }
+    if let Some(bbox) = criteria.bbox {
+        condition =
+            condition.add(Column::Lat.between(bbox.min_lat.degrees(), bbox.max_lat.degrees()));
+        let (west, east) = (bbox.min_lng.degrees(), bbox.max_lng.degrees());
+        condition = if west <= east {
+            condition.add(Column::Lng.between(west, east))
+        } else {
+            condition.add(
+                Condition::any()
+                    .add(Column::Lng.gte(west))
+                    .add(Column::Lng.lte(east)),
+            )
+        };
+    }
+    if let Some(range) = criteria.elevation_m {
+        if let Some(gte) = range.gte {
+            condition = condition.add(Column::ElevationM.gte(gte));
+        }
+        if let Some(lte) = range.lte {
+            condition = condition.add(Column::ElevationM.lte(lte));
+        }
+    }
+    condition
+}
+
+/// Escapes the LIKE wildcards so that user text matches literally.
+fn escape_like(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+fn sort_column(field: SortField) -> Option<Column> {
+    match field {
+        SortField::Id => None,
+        SortField::Name => Some(Column::Name),
+        SortField::Code => Some(Column::Code),
+        SortField::CreatedAt => Some(Column::CreatedAt),
+    }
+}
+
+/// Which rows a keyset condition keeps, relative to a position in the ordering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    /// Strictly after the position: the next page.
+    After,
+    /// At the position or before it: what precedes the next page.
+    UpTo,
+}
+
+/// Rows on one `side` of `position` in `ordering`, as one row-value comparison that the
+/// `(sort column, id)` indexes answer directly: `(name, id) > ($1, $2)`.
+fn beyond(position: &KeysetPosition, ordering: StationOrdering, side: Side) -> Expr {
+    let key: Option<(Column, Expr)> = match &position.key {
+        SortKey::Id => None,
+        SortKey::Name(name) => Some((Column::Name, Expr::val(name.as_str()))),
+        SortKey::Code(code) => Some((Column::Code, Expr::val(code.as_str()))),
+        SortKey::CreatedAt(at) => Some((Column::CreatedAt, Expr::val(at.fixed_offset()))),
+    };
+    let (left, right) = match key {
+        None => (Expr::col(Column::Id), Expr::val(position.id)),
+        Some((column, value)) => (
+            Expr::tuple([Expr::col(column), Expr::col(Column::Id)]),
+            Expr::tuple([value, Expr::val(position.id)]),
+        ),
+    };
+    match (ordering.direction, side) {
+        (SortDirection::Asc, Side::After) => left.gt(right),
+        (SortDirection::Asc, Side::UpTo) => left.lte(right),
+        (SortDirection::Desc, Side::After) => left.lt(right),
+        (SortDirection::Desc, Side::UpTo) => left.gte(right),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_like;
+
+    #[test]
+    fn like_wildcards_in_user_text_match_literally() {
+        assert_eq!(escape_like(r"50%_off\"), r"50\%\_off\\");
+    }
+}

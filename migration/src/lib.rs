@@ -1,0 +1,32 @@
+//! The stations schema and its evolution.
+//!
+//! Every step is written as plain PostgreSQL DDL rather than through the schema builder: the
+//! builder's defaults change between releases (sea-query 1.0 turned auto-increment keys into
+//! identity columns, for instance), and a reviewer should see exactly what each step does to
+//! the database. Each `down()` undoes its `up()` exactly; tests in the API crate migrate up,
+//! all the way down and up again with rows present.
+//!
+//! Steps never run as a side effect of anything else: `sea-orm-cli migrate up`,
+//! `cargo run -p migration -- up`, `stations-api migrate up` and the API's
+//! `database.migrate_on_start` setting all call this [`Migrator`].
+
+pub use sea_orm_migration::MigratorTrait;
+use sea_orm_migration::{MigrationTrait, async_trait};
+
+mod m20261125_000001_create_stations;
+mod m20261125_000002_add_station_name_code_elevation;
+mod m20261125_000003_add_station_timestamps_and_coordinate_checks;
+
+/// Every migration of the stations schema, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261125_000001_create_stations::Migration),
+            Box::new(m20261125_000002_add_station_name_code_elevation::Migration),
+            Box::new(m20261125_000003_add_station_timestamps_and_coordinate_checks::Migration),
+        ]
+    }
+}
