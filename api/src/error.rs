@@ -75,11 +75,11 @@ impl From<DbErr> for ApiError {
 impl From<ApiError> for async_graphql::Error {
     fn from(error: ApiError) -> Self {
         // The boundary is the one place every failure passes, so it is where the cause is
-        // logged, once, inside the request's span. `{:#}` prints the chain of causes without a
-        // backtrace; driver errors carry neither SQL text nor connection strings.
+        // logged, once, inside the request's span: the chain of causes, without a backtrace.
+        // Driver errors carry neither SQL text nor connection strings.
         match &error {
             ApiError::Internal(cause) => {
-                tracing::error!(error = format!("{cause:#}"), "request failed");
+                tracing::error!(error = causes(cause.as_ref()), "request failed");
             }
             ApiError::ServiceUnavailable(cause) => {
                 tracing::warn!(error = %cause, "database unavailable");
@@ -95,4 +95,20 @@ impl From<ApiError> for async_graphql::Error {
             }
         })
     }
+}
+
+/// `error` and its sources as one line, skipping a source whose text its parent already
+/// includes (sea-orm repeats the driver's message).
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        source = cause.source();
+    }
+    text
 }

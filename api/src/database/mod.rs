@@ -25,7 +25,7 @@ const APPLICATION_NAME: &str = "stations-api";
 #[error("could not connect to PostgreSQL at {host}:{port} as user {user:?} (database {database:?}): {cause}",
     host = target.host, port = target.port, user = target.user, database = target.database)]
 pub struct ConnectError {
-    pub target: DatabaseTarget,
+    pub target: Box<DatabaseTarget>,
     #[source]
     pub cause: sqlx::Error,
 }
@@ -50,7 +50,7 @@ impl ConnectError {
 pub fn connect_options(settings: &DatabaseSettings) -> Result<PgConnectOptions, ConnectError> {
     let options = PgConnectOptions::from_str(settings.url.expose_secret()).map_err(|_| {
         ConnectError {
-            target: settings.target(),
+            target: Box::new(settings.target()),
             // The driver's parse error may quote the URL, password included; say less.
             cause: sqlx::Error::Configuration("database.url is not a valid PostgreSQL URL".into()),
         }
@@ -65,7 +65,7 @@ pub fn connect_options(settings: &DatabaseSettings) -> Result<PgConnectOptions, 
 pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, ConnectError> {
     let options = connect_options(settings)?;
     let error = |cause| ConnectError {
-        target: settings.target(),
+        target: Box::new(settings.target()),
         cause,
     };
     let pool = PgPoolOptions::new()
@@ -117,22 +117,25 @@ pub fn is_unavailable(error: &DbErr) -> bool {
         DbErr::ConnectionAcquire(ConnAcquireErr::Timeout | ConnAcquireErr::ConnectionClosed) => {
             true
         }
-        DbErr::Conn(RuntimeErr::SqlxError(error))
-        | DbErr::Exec(RuntimeErr::SqlxError(error))
-        | DbErr::Query(RuntimeErr::SqlxError(error)) => match error.as_ref() {
-            sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed => true,
-            sqlx::Error::Database(error) => error.code().is_some_and(|code| {
-                // Class 08: connection exception. 57P01-57P03: administrator or crash
-                // shutdown, or the server is not accepting connections yet.
-                code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
-            }),
-            _ => false,
-        },
+        // Whatever stopped a new session (refused, unresolvable, authentication, a database
+        // that does not accept connections), the client's request was not at fault.
+        DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(error)) | DbErr::Query(RuntimeErr::SqlxError(error)) => {
+            match error.as_ref() {
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed => true,
+                sqlx::Error::Database(error) => error.code().is_some_and(|code| {
+                    // Class 08: connection exception. 57P01-57P03: administrator or crash
+                    // shutdown, or the server is not accepting connections yet.
+                    code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
+                }),
+                _ => false,
+            }
+        }
         _ => false,
     }
 }

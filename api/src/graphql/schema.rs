@@ -10,9 +10,11 @@ use crate::configuration::GraphqlSettings;
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
 #[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
 pub struct QueryRoot(StationQuery);
 
 #[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
 pub struct MutationRoot(StationMutation);
 
 fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {

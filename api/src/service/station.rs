@@ -308,9 +308,9 @@ fn write_error(error: DbErr, code: Option<String>) -> WriteError {
 fn criteria_condition(criteria: &StationCriteria) -> Condition {
     let mut condition = Condition::all();
     if let Some(text) = &criteria.name_contains {
+        // Backslash is PostgreSQL's default LIKE escape character.
         let pattern = format!("%{}%", escape_like(text));
-        condition =
-            condition.add(Expr::col(Column::Name).ilike(LikeExpr::new(pattern).escape('\\')));
+        condition = condition.add(Expr::col(Column::Name).ilike(LikeExpr::new(pattern)));
     }
     if let Some(code) = &criteria.code {
         condition = condition.add(Column::Code.eq(code.as_str()));

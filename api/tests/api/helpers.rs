@@ -1,0 +1,385 @@
+//! Test harness: a real PostgreSQL database per test, cloned from a migrated template, and the
+//! real HTTP server on an ephemeral port.
+//!
+//! The server under test is the one `stations-api serve` runs, built by `Application::build`
+//! from `config/test.toml`; only the database name and the port differ.
+
+use std::{
+    collections::hash_map::DefaultHasher,
+    hash::{Hash, Hasher},
+    path::{Path, PathBuf},
+    str::FromStr,
+    sync::atomic::{AtomicU32, Ordering},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectionTrait, Database, DatabaseConnection, Statement,
+    sqlx::{self, AssertSqlSafe, Connection, PgConnection, postgres::PgConnectOptions},
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use stations_api::configuration::{Environment, Settings};
+use stations_api::startup::Application;
+use url::Url;
+
+/// Serializes building the template across test processes.
+const TEMPLATE_LOCK_KEY: i64 = 0x7465_7374_5f74_706c;
+
+pub fn config_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config")
+}
+
+/// `config/test.toml`, with environment overrides, as the server would load it.
+pub fn test_settings() -> Settings {
+    match Settings::load_from(&config_dir(), Environment::Test) {
+        Ok(settings) => settings,
+        Err(error) => stop_the_run(&format!("the test configuration does not load: {error}")),
+    }
+}
+
+/// Ends the whole test run with one message: without a database, no test can say anything.
+fn stop_the_run(message: &str) -> ! {
+    let text = format!(
+        "\n\nThe API tests need PostgreSQL and could not use it:\n  {message}\n\n\
+         The tests connect with database.url from config/test.toml (DATABASE_URL or \
+         APP__DATABASE__URL override it).\n\
+         `bash .ci/run` installs, starts and provisions PostgreSQL. By hand, as a superuser:\n  \
+         psql -c \"CREATE ROLE stations_test LOGIN CREATEDB PASSWORD 'stations_test'\" \
+         -c \"CREATE DATABASE stations_test OWNER stations_test\"\n\n"
+    );
+    // Straight to the process's standard error: the test harness captures `eprintln!`, and
+    // would drop the message when the process exits.
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), text.as_bytes());
+    std::process::exit(1)
+}
+
+/// A database that exists for one test and is dropped when the test ends, pass or fail.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+    maintenance: PgConnectOptions,
+}
+
+impl TestDatabase {
+    /// A new, empty database: nothing migrated.
+    pub async fn empty() -> Self {
+        Self::create(None).await
+    }
+
+    /// A new database holding every migration, cloned from the template.
+    pub async fn migrated() -> Self {
+        let template = ensure_template().await;
+        Self::create(Some(&template)).await
+    }
+
+    async fn create(template: Option<&str>) -> Self {
+        let maintenance = maintenance_options();
+        let name = unique_name("stations_test_db");
+        let mut connection = connect_or_stop(&maintenance).await;
+        let statement = match template {
+            Some(template) => format!(r#"CREATE DATABASE "{name}" TEMPLATE "{template}""#),
+            None => format!(r#"CREATE DATABASE "{name}""#),
+        };
+        run_ddl(&mut connection, statement.clone())
+            .await
+            .unwrap_or_else(|error| panic!("{statement}: {error}"));
+        let _ = connection.close().await;
+        Self {
+            url: database_url(&name),
+            name,
+            maintenance,
+        }
+    }
+
+    /// Ends every session on this database and refuses new ones, as a stopped server would.
+    pub async fn make_unreachable(&self) {
+        let mut connection = connect_or_stop(&self.maintenance).await;
+        let name = &self.name;
+        run_ddl(
+            &mut connection,
+            format!(
+                r#"ALTER DATABASE "{name}" ALLOW_CONNECTIONS false;
+                   SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}';"#
+            ),
+        )
+        .await
+        .expect("make the database unreachable");
+        let _ = connection.close().await;
+    }
+
+    pub async fn connect(&self) -> DatabaseConnection {
+        Database::connect(self.url.as_str())
+            .await
+            .expect("connect to the test database")
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Drop cannot await, and the test's runtime may be shutting down: use a thread with a
+        // runtime of its own. FORCE ends the server's pooled sessions.
+        let name = self.name.clone();
+        let options = self.maintenance.clone();
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime to drop the test database");
+            runtime.block_on(async move {
+                let mut connection = PgConnection::connect_with(&options).await?;
+                run_ddl(
+                    &mut connection,
+                    format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#),
+                )
+                .await?;
+                connection.close().await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test database {}", self.name);
+        }
+    }
+}
+
+/// Runs DDL built from names this harness generated itself, never from input.
+async fn run_ddl(connection: &mut PgConnection, sql: String) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(AssertSqlSafe(sql))
+        .execute(connection)
+        .await
+        .map(drop)
+}
+
+fn maintenance_options() -> PgConnectOptions {
+    let settings = test_settings();
+    PgConnectOptions::from_str(settings.database.url.expose_secret())
+        .unwrap_or_else(|_| stop_the_run("database.url in config/test.toml is not a valid URL"))
+}
+
+async fn connect_or_stop(options: &PgConnectOptions) -> PgConnection {
+    match PgConnection::connect_with(options).await {
+        Ok(connection) => connection,
+        Err(error) => {
+            let settings = test_settings();
+            stop_the_run(&format!("{} ({error})", settings.database.redacted_url()))
+        }
+    }
+}
+
+/// The test database URL with `database` as its database.
+fn database_url(database: &str) -> String {
+    let settings = test_settings();
+    let mut url = Url::parse(settings.database.url.expose_secret()).expect("valid test URL");
+    url.set_path(database);
+    url.to_string()
+}
+
+fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.subsec_nanos())
+        .unwrap_or_default();
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A fingerprint of the migration sources: a changed migration gets a new template.
+fn migrations_fingerprint() -> String {
+    let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migration/src");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&directory)
+        .expect("read migration/src")
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .collect();
+    files.sort();
+    let mut hasher = DefaultHasher::new();
+    for file in files {
+        std::fs::read(&file)
+            .expect("read a migration")
+            .hash(&mut hasher);
+    }
+    format!("{:016x}", hasher.finish())
+}
+
+/// The name of a database holding every migration, built once per migration fingerprint and
+/// shared by every test process, under an advisory lock so that only one of them builds it.
+async fn ensure_template() -> String {
+    let template = format!("stations_test_tpl_{}", migrations_fingerprint());
+    let building = format!("{template}_building");
+    let maintenance = maintenance_options();
+    let mut connection = connect_or_stop(&maintenance).await;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(TEMPLATE_LOCK_KEY)
+        .execute(&mut connection)
+        .await
+        .expect("take the template lock");
+
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&template)
+            .fetch_one(&mut connection)
+            .await
+            .expect("look for the template");
+    if !exists {
+        for statement in [
+            format!(r#"DROP DATABASE IF EXISTS "{building}" WITH (FORCE)"#),
+            format!(r#"CREATE DATABASE "{building}""#),
+        ] {
+            run_ddl(&mut connection, statement.clone())
+                .await
+                .unwrap_or_else(|error| panic!("{statement}: {error}"));
+        }
+        let db = Database::connect(database_url(&building))
+            .await
+            .expect("connect to the template being built");
+        Migrator::up(&db, None).await.expect("migrate the template");
+        db.close().await.expect("close the template connection");
+        run_ddl(
+            &mut connection,
+            format!(r#"ALTER DATABASE "{building}" RENAME TO "{template}""#),
+        )
+        .await
+        .expect("publish the template");
+
+        // Templates of older migration sources are no use any more.
+        let stale: Vec<String> = sqlx::query_scalar(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'stations\\_test\\_tpl\\_%' \
+             AND datname <> $1",
+        )
+        .bind(&template)
+        .fetch_all(&mut connection)
+        .await
+        .unwrap_or_default();
+        for name in stale {
+            let _ = run_ddl(
+                &mut connection,
+                format!(r#"DROP DATABASE IF EXISTS "{name}""#),
+            )
+            .await;
+        }
+    }
+    let _ = connection.close().await;
+    template
+}
+
+/// The running server and its database.
+pub struct TestApp {
+    pub address: String,
+    /// A connection of the test's own to the server's database, to arrange and inspect rows.
+    pub db: DatabaseConnection,
+    pub client: reqwest::Client,
+    pub database: TestDatabase,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts the server on a fresh migrated database after `customize` adjusts its settings.
+pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
+    let database = TestDatabase::migrated().await;
+    let mut settings = test_settings();
+    settings.database.url = SecretString::from(database.url.clone());
+    customize(&mut settings);
+    stations_api::telemetry::init(&settings.log);
+
+    let application = Application::build(&settings)
+        .await
+        .expect("the application builds");
+    let port = application.port();
+    tokio::spawn(application.run_until_stopped());
+
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        db: database.connect().await,
+        client: reqwest::Client::new(),
+        database,
+    }
+}
+
+impl TestApp {
+    /// Sends one GraphQL operation and returns the JSON response, which must come with 200.
+    pub async fn graphql(&self, query: &str, variables: Value) -> Value {
+        let response = self
+            .client
+            .post(format!("{}/graphql", self.address))
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .expect("send the GraphQL request");
+        assert_eq!(response.status(), 200, "GraphQL responses come with 200");
+        response.json().await.expect("a JSON response")
+    }
+
+    /// Creates a station through the API and returns it as `createStation` answered.
+    pub async fn create_station(&self, code: &str, name: &str, lat: f64, lng: f64) -> Value {
+        let body = self
+            .graphql(
+                "mutation($input: CreateStationInput!) {
+                    createStation(input: $input) {
+                        id code name lat lng elevationM createdAt updatedAt
+                    }
+                }",
+                json!({ "input": { "code": code, "name": name, "lat": lat, "lng": lng } }),
+            )
+            .await;
+        assert_no_errors(&body);
+        body["data"]["createStation"].clone()
+    }
+
+    pub async fn station_count(&self) -> i64 {
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(
+                self.db.get_database_backend(),
+                "SELECT count(*) AS count FROM stations",
+            ))
+            .await
+            .expect("count stations")
+            .expect("a row");
+        row.try_get("", "count").expect("a count")
+    }
+
+    pub async fn execute_sql(&self, sql: &str) {
+        self.db
+            .execute_unprepared(sql)
+            .await
+            .unwrap_or_else(|error| panic!("{sql}: {error}"));
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("send the request")
+    }
+}
+
+pub fn assert_no_errors(body: &Value) {
+    assert!(body.get("errors").is_none(), "unexpected errors: {body:#}");
+}
+
+/// The `extensions.code` of the first error, which must exist.
+pub fn error_code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected an error with a code: {body:#}"))
+}
+
+pub fn error_message(body: &Value) -> &str {
+    body["errors"][0]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected an error message: {body:#}"))
+}
+
+pub fn error_field(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["field"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected an error naming a field: {body:#}"))
+}

@@ -1,0 +1,10 @@
+//! Black-box tests: the real server over real HTTP, on a real PostgreSQL database per test.
+
+mod cli;
+mod health;
+mod helpers;
+mod http;
+mod migrations;
+mod mutations;
+mod pagination;
+mod queries;
