@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 use crate::configuration::{Environment, Settings};
 use crate::database::{self, migrations};
+use crate::healthcheck;
 use crate::startup::Application;
 use crate::{graphql, telemetry};
 
@@ -31,6 +32,12 @@ pub enum Command {
     },
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// Ask a running server's /health/ready; exit 0 when it is ready (container healthchecks).
+    Healthcheck {
+        /// Defaults to http://127.0.0.1:<server.port>/health/ready.
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Subcommand)]
@@ -84,6 +91,7 @@ pub async fn run(cli: Cli) -> Result<String, Failure> {
         Command::Serve => serve().await.map(|()| String::new()),
         Command::Migrate { action } => migrate(action).await,
         Command::Schema => Ok(graphql::sdl()),
+        Command::Healthcheck { url } => healthcheck(url).await,
     }
 }
 
@@ -136,4 +144,21 @@ async fn migrate(action: MigrateAction) -> Result<String, Failure> {
     }
     .map_err(|error| Failure::runtime(format!("migration failed: {error}")))?;
     Ok(state.to_string())
+}
+
+async fn healthcheck(url: Option<String>) -> Result<String, Failure> {
+    let url = match url {
+        Some(url) => url,
+        None => {
+            let settings = Settings::load().map_err(Failure::usage)?;
+            // A server listening on every address is reached on loopback.
+            let host = match settings.server.host.as_str() {
+                "0.0.0.0" => "127.0.0.1",
+                "::" | "[::]" => "[::1]",
+                host => host,
+            };
+            format!("http://{host}:{}/health/ready", settings.server.port)
+        }
+    };
+    healthcheck::probe(&url).await.map_err(Failure::runtime)
 }

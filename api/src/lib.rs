@@ -4,6 +4,7 @@ pub mod database;
 pub mod domain;
 pub mod error;
 pub mod graphql;
+pub mod healthcheck;
 pub mod routes;
 pub mod service;
 pub mod startup;

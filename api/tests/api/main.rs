@@ -1,6 +1,7 @@
 //! Black-box tests: the real server over real HTTP, on a real PostgreSQL database per test.
 
 mod cli;
+mod container;
 mod health;
 mod helpers;
 mod http;
@@ -8,3 +9,4 @@ mod migrations;
 mod mutations;
 mod pagination;
 mod queries;
+mod scram_cluster;

@@ -1,0 +1,418 @@
+//! The container setup, proven without a Docker engine: docker-compose.yml, .env and config/
+//! agree; the Dockerfile has the shape the README promises; and the PostgreSQL configuration
+//! compose hands to the server accepts the compose credentials and nothing less.
+
+use std::{collections::BTreeMap, path::Path, process::Command};
+
+use secrecy::SecretString;
+use serde_json::Value;
+use stations_api::{database, startup::Application};
+use url::Url;
+
+use crate::helpers::{config_dir, test_settings};
+use crate::scram_cluster::ScramCluster;
+
+fn repository_file(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+}
+
+/// `.env` as compose reads it: `KEY=value` lines, comments and blank lines ignored.
+fn dot_env() -> BTreeMap<String, String> {
+    repository_file(".env")
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| {
+            let (key, value) = line
+                .split_once('=')
+                .unwrap_or_else(|| panic!(".env: `{line}` is not KEY=value"));
+            let value = value.trim().trim_matches('"').trim_matches('\'');
+            (key.trim().to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
+/// Compose's variable substitution: `${VAR}`, `${VAR:?message}`, `${VAR:-default}`, `$$`.
+fn substitute(text: &str, variables: &BTreeMap<String, String>) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find('$') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body
+                .find('}')
+                .ok_or_else(|| format!("unclosed ${{ in {text}"))?;
+            let expression = &body[..end];
+            let (name, rule) = match expression.find(':') {
+                Some(colon) => (&expression[..colon], Some(&expression[colon + 1..])),
+                None => (expression, None),
+            };
+            let value = variables.get(name).filter(|value| !value.is_empty());
+            match (value, rule) {
+                (Some(value), _) => out.push_str(value),
+                (None, Some(message)) if message.starts_with('?') => {
+                    return Err(format!("{name}: {}", &message[1..]));
+                }
+                (None, Some(default)) if default.starts_with('-') => out.push_str(&default[1..]),
+                (None, _) => return Err(format!("{name} is not set in .env")),
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// docker-compose.yml with every variable substituted from .env.
+fn compose() -> Value {
+    let variables = dot_env();
+    let raw: Value =
+        serde_yaml_ng::from_str(&repository_file("docker-compose.yml")).expect("valid YAML");
+    fn resolve(value: Value, variables: &BTreeMap<String, String>) -> Value {
+        match value {
+            Value::String(text) => Value::String(
+                substitute(&text, variables).unwrap_or_else(|error| panic!("compose: {error}")),
+            ),
+            Value::Array(items) => {
+                Value::Array(items.into_iter().map(|v| resolve(v, variables)).collect())
+            }
+            Value::Object(map) => Value::Object(
+                map.into_iter()
+                    .map(|(key, value)| (key, resolve(value, variables)))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+    resolve(raw, &variables)
+}
+
+fn text<'a>(value: &'a Value, what: &str) -> &'a str {
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("{what} is missing or not text: {value}"))
+}
+
+/// The published `host:port:container_port` of a service's only port mapping.
+fn published_port(service: &Value) -> (String, String, String) {
+    let mapping = text(&service["ports"][0], "ports[0]");
+    let parts: Vec<&str> = mapping.split(':').collect();
+    assert_eq!(
+        parts.len(),
+        3,
+        "publish as ADDRESS:HOST_PORT:CONTAINER_PORT: {mapping}"
+    );
+    (
+        parts[0].to_owned(),
+        parts[1].to_owned(),
+        parts[2].to_owned(),
+    )
+}
+
+#[test]
+fn compose_dot_env_and_config_agree_on_credentials_hosts_and_ports() {
+    let env = dot_env();
+    let compose = compose();
+    let services = &compose["services"];
+    let db = &services["db"];
+
+    for key in ["POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"] {
+        assert!(!env[key].is_empty(), ".env: {key} is empty");
+        assert_eq!(db["environment"][key], env[key], "db.environment.{key}");
+    }
+    let (address, host_port, container_port) = published_port(db);
+    assert_eq!(
+        address, "127.0.0.1",
+        "the database is published on loopback only"
+    );
+    assert_eq!(host_port, env["POSTGRES_PORT"]);
+
+    // Inside compose, the API and the migrations reach the database by its service name.
+    for name in ["migrate", "api"] {
+        let url = Url::parse(text(&services[name]["environment"]["DATABASE_URL"], name))
+            .expect("a valid DATABASE_URL");
+        assert_eq!(
+            url.host_str(),
+            Some("db"),
+            "{name} must reach the database as `db`"
+        );
+        assert_eq!(
+            url.port().unwrap_or(5432).to_string(),
+            container_port,
+            "{name}: port"
+        );
+        assert_eq!(url.username(), env["POSTGRES_USER"], "{name}: user");
+        assert_eq!(
+            url.password(),
+            Some(env["POSTGRES_PASSWORD"].as_str()),
+            "{name}: password"
+        );
+        assert_eq!(
+            url.path(),
+            format!("/{}", env["POSTGRES_DB"]),
+            "{name}: database"
+        );
+    }
+
+    // From the host, sea-orm-cli and `cargo run` use .env's DATABASE_URL, which
+    // config/development.toml repeats.
+    let host_url = Url::parse(&env["DATABASE_URL"]).expect(".env: DATABASE_URL is a URL");
+    assert_eq!(
+        host_url.host_str(),
+        Some("localhost"),
+        ".env: DATABASE_URL is for the host"
+    );
+    assert_eq!(
+        host_url.port().unwrap_or(5432).to_string(),
+        env["POSTGRES_PORT"]
+    );
+    assert_eq!(host_url.username(), env["POSTGRES_USER"]);
+    assert_eq!(host_url.password(), Some(env["POSTGRES_PASSWORD"].as_str()));
+    assert_eq!(host_url.path(), format!("/{}", env["POSTGRES_DB"]));
+    let development: toml::Table =
+        toml::from_str(&std::fs::read_to_string(config_dir().join("development.toml")).unwrap())
+            .expect("config/development.toml is TOML");
+    assert_eq!(
+        development["database"]["url"].as_str(),
+        Some(env["DATABASE_URL"].as_str()),
+        "config/development.toml database.url must equal .env DATABASE_URL"
+    );
+
+    let api = &services["api"];
+    let (address, host_port, container_port) = published_port(api);
+    assert_eq!(
+        address, "127.0.0.1",
+        "the API is published on loopback only"
+    );
+    assert_eq!(host_port, env["API_PORT"]);
+    assert_eq!(
+        api["environment"]["APP__SERVER__PORT"].to_string(),
+        container_port
+    );
+}
+
+#[test]
+fn compose_starts_the_database_then_the_migrations_then_the_api() {
+    let compose = compose();
+    let services = &compose["services"];
+    let db = &services["db"];
+
+    let image = text(&db["image"], "db.image");
+    let major: u32 = image
+        .strip_prefix("postgres:")
+        .and_then(|tag| tag.split(['-', '.']).next())
+        .and_then(|major| major.parse().ok())
+        .unwrap_or_else(|| panic!("db.image must pin a PostgreSQL major: {image}"));
+    let data_path = if major >= 18 {
+        "/var/lib/postgresql"
+    } else {
+        "/var/lib/postgresql/data"
+    };
+    let volume = text(&db["volumes"][0], "db.volumes[0]");
+    assert!(
+        volume.ends_with(&format!(":{data_path}")),
+        "postgres:{major} keeps data in {data_path}: {volume}"
+    );
+
+    assert!(
+        text(&db["environment"]["POSTGRES_INITDB_ARGS"], "initdb args")
+            .contains("--auth-host=scram-sha-256")
+    );
+    assert_eq!(
+        db["environment"]["POSTGRES_HOST_AUTH_METHOD"],
+        "scram-sha-256"
+    );
+    let probe = text(&db["healthcheck"]["test"][1], "db healthcheck");
+    for part in [
+        "pg_isready",
+        "-h 127.0.0.1",
+        // `$$` in the file: compose leaves the variables to the container's shell.
+        "-U \"${POSTGRES_USER}\"",
+        "-d \"${POSTGRES_DB}\"",
+    ] {
+        assert!(probe.contains(part), "db healthcheck lacks {part}: {probe}");
+    }
+
+    assert_eq!(
+        services["migrate"]["depends_on"]["db"]["condition"],
+        "service_healthy"
+    );
+    assert_eq!(
+        services["migrate"]["command"],
+        serde_json::json!(["migrate", "up"])
+    );
+    let api = &services["api"];
+    assert_eq!(api["depends_on"]["db"]["condition"], "service_healthy");
+    assert_eq!(
+        api["depends_on"]["migrate"]["condition"],
+        "service_completed_successfully"
+    );
+    assert_eq!(
+        api["healthcheck"]["test"],
+        serde_json::json!(["CMD", "stations-api", "healthcheck"])
+    );
+    assert_eq!(
+        api["image"], services["migrate"]["image"],
+        "one image for both"
+    );
+}
+
+#[test]
+fn compose_refuses_to_start_without_a_variable_from_dot_env() {
+    let mut env = dot_env();
+    env.remove("POSTGRES_PASSWORD");
+    let error =
+        substitute("${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD in .env}", &env).unwrap_err();
+    assert!(error.contains("set POSTGRES_PASSWORD in .env"), "{error}");
+    assert!(
+        repository_file("docker-compose.yml").contains("${POSTGRES_PASSWORD:?"),
+        "docker-compose.yml must stop with a message when POSTGRES_PASSWORD is missing"
+    );
+}
+
+#[test]
+fn the_dockerfile_builds_on_the_runtimes_debian_release_and_runs_unprivileged() {
+    let dockerfile = repository_file("Dockerfile");
+    let lines: Vec<&str> = dockerfile.lines().map(str::trim).collect();
+    let froms: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("FROM "))
+        .collect();
+    let builder = froms
+        .iter()
+        .find(|l| l.contains("rust:"))
+        .expect("a rust builder stage");
+    let runtime = froms.last().expect("a runtime stage");
+    assert!(
+        builder.contains("${DEBIAN_RELEASE}") && runtime.contains("${DEBIAN_RELEASE}"),
+        "builder and runtime must name the same Debian release: {builder} / {runtime}"
+    );
+    assert!(
+        runtime.contains("-slim") || runtime.contains("distroless"),
+        "slim runtime: {runtime}"
+    );
+
+    let runtime_stage: Vec<&str> = lines
+        .iter()
+        .copied()
+        .skip_while(|line| line != runtime)
+        .collect();
+    let copies: Vec<&str> = runtime_stage
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("COPY "))
+        .collect();
+    assert_eq!(
+        copies,
+        [
+            "COPY --from=builder /app/target/release/stations-api /usr/local/bin/stations-api",
+            "COPY config ./config",
+        ],
+        "the runtime image holds the binary and config/ only"
+    );
+    let user = runtime_stage
+        .iter()
+        .find(|l| l.starts_with("USER "))
+        .expect("a USER");
+    assert!(
+        user[5..]
+            .split(':')
+            .all(|id| id.parse::<u32>().is_ok_and(|id| id != 0)),
+        "USER must be numeric and not root: {user}"
+    );
+    assert!(dockerfile.contains("APP_ENV=production"));
+    assert!(dockerfile.contains("RUN cargo build --release --locked"));
+
+    let ignored = repository_file(".dockerignore");
+    for entry in ["target/", ".git/"] {
+        assert!(
+            ignored.lines().any(|line| line.trim() == entry),
+            ".dockerignore lacks {entry}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_compose_credentials_connect_and_migrate_on_a_scram_cluster_and_nothing_less_does() {
+    let env = dot_env();
+    let (user, password, name) = (
+        &env["POSTGRES_USER"],
+        &env["POSTGRES_PASSWORD"],
+        &env["POSTGRES_DB"],
+    );
+    let cluster = ScramCluster::start(user, password, name).await;
+
+    // The API, configured as compose configures it, connects, migrates and is ready.
+    let mut settings = test_settings();
+    settings.database.url = SecretString::from(cluster.url(user, Some(password), name));
+    settings.database.migrate_on_start = true;
+    let application = Application::build(&settings)
+        .await
+        .expect("the API starts on the scram cluster");
+    let port = application.port();
+    tokio::spawn(application.run_until_stopped());
+    let ready = reqwest::get(format!("http://127.0.0.1:{port}/health/ready"))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+
+    // Without the password: the article's "fe_sendauth: no password supplied".
+    settings.database.url = SecretString::from(cluster.url(user, None, name));
+    let error = database::connect(&settings.database)
+        .await
+        .expect_err("no password, no session");
+    assert!(error.to_string().contains("password"), "{error}");
+
+    // With a wrong one.
+    settings.database.url = SecretString::from(cluster.url(user, Some("not-the-password"), name));
+    let error = database::connect(&settings.database)
+        .await
+        .expect_err("wrong password, no session");
+    assert!(
+        error.to_string().contains("password authentication failed"),
+        "{error}"
+    );
+    assert!(!error.to_string().contains("not-the-password"), "{error}");
+
+    assert!(
+        cluster
+            .server_log()
+            .contains("password authentication failed")
+    );
+}
+
+#[tokio::test]
+async fn the_healthcheck_command_exits_0_when_ready_and_1_otherwise() {
+    let app = crate::helpers::spawn_app().await;
+    let binary = env!("CARGO_BIN_EXE_stations-api");
+    let url = format!("{}/health/ready", app.address);
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(binary)
+            .args(["healthcheck", "--url", &url])
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("ready"));
+
+    let output = Command::new(binary)
+        .args(["healthcheck", "--url", "http://127.0.0.1:1/health/ready"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+}

@@ -1,0 +1,204 @@
+//! A throwaway PostgreSQL cluster set up the way docker-compose.yml sets up its `db` service
+//! (initdb with the same superuser, password and `--auth-host=scram-sha-256`, then the image's
+//! `host all all all scram-sha-256` line), on a free loopback port, removed when dropped.
+//!
+//! No Docker engine runs here, so this is how the configuration compose hands to PostgreSQL
+//! is exercised: the same server binaries, the same authentication rules, the same credentials.
+
+use std::{
+    fs,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use sea_orm::sqlx::{self, AssertSqlSafe, Connection, PgConnection};
+
+pub struct ScramCluster {
+    directory: PathBuf,
+    bin: PathBuf,
+    pub port: u16,
+}
+
+/// `docker-compose.yml`'s `POSTGRES_INITDB_ARGS`: scram for every host line; the socket stays
+/// trusted, as in the image, for the init step.
+const INITDB_AUTH: [&str; 2] = ["--auth-host=scram-sha-256", "--auth-local=trust"];
+
+impl ScramCluster {
+    /// Starts a cluster whose superuser `user` has `password` and which holds `database`.
+    pub async fn start(user: &str, password: &str, database: &str) -> Self {
+        let bin = server_binaries();
+        let directory = std::env::temp_dir().join(format!(
+            "stations-scram-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        fs::create_dir_all(&directory).expect("create the cluster directory");
+        let password_file = directory.join("password");
+        fs::write(&password_file, format!("{password}\n")).expect("write the password file");
+        if running_as_root() {
+            // initdb refuses to run as root; the postgres account owns the cluster instead.
+            check(run(Command::new("chown")
+                .arg("-R")
+                .arg("postgres:")
+                .arg(&directory)));
+        }
+
+        let data = directory.join("data");
+        let mut initdb = as_cluster_owner(&bin.join("initdb"));
+        initdb
+            .arg("-D")
+            .arg(&data)
+            .arg(format!("--username={user}"))
+            .arg(format!("--pwfile={}", password_file.display()))
+            .args(INITDB_AUTH)
+            .arg("--encoding=UTF8")
+            .arg("--no-sync");
+        check(run(&mut initdb));
+        // What the image appends for connections from other containers.
+        let hba = data.join("pg_hba.conf");
+        let mut rules = fs::read_to_string(&hba).expect("read pg_hba.conf");
+        rules.push_str("\nhost all all all scram-sha-256\n");
+        fs::write(&hba, rules).expect("write pg_hba.conf");
+
+        let port = free_port();
+        let mut start = as_cluster_owner(&bin.join("pg_ctl"));
+        start
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(directory.join("server.log"))
+            .arg("-o")
+            .arg(format!(
+                "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={} -c fsync=off",
+                directory.display()
+            ))
+            .arg("-w")
+            .arg("start");
+        check(run(&mut start));
+
+        let cluster = Self {
+            directory,
+            bin,
+            port,
+        };
+        let mut connection = PgConnection::connect(&cluster.url(user, Some(password), "postgres"))
+            .await
+            .expect("connect to the new cluster as its superuser");
+        sqlx::raw_sql(AssertSqlSafe(format!(r#"CREATE DATABASE "{database}""#)))
+            .execute(&mut connection)
+            .await
+            .expect("create the database");
+        let _ = connection.close().await;
+        cluster
+    }
+
+    /// A URL for this cluster; `password` None leaves it out of the URL altogether.
+    pub fn url(&self, user: &str, password: Option<&str>, database: &str) -> String {
+        let credentials = match password {
+            Some(password) => format!("{user}:{password}"),
+            None => user.to_owned(),
+        };
+        format!(
+            "postgres://{credentials}@127.0.0.1:{}/{database}?sslmode=disable",
+            self.port
+        )
+    }
+
+    /// The server's own log, for assertions about what it recorded.
+    pub fn server_log(&self) -> String {
+        fs::read_to_string(self.directory.join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for ScramCluster {
+    fn drop(&mut self) {
+        let mut stop = as_cluster_owner(&self.bin.join("pg_ctl"));
+        stop.arg("-D")
+            .arg(self.directory.join("data"))
+            .args(["-m", "immediate", "-w", "stop"]);
+        let _ = run(&mut stop);
+        let _ = fs::remove_dir_all(&self.directory);
+    }
+}
+
+/// The newest PostgreSQL server binaries on this machine: Debian installs them under
+/// /usr/lib/postgresql/<major>/bin; elsewhere `pg_config --bindir` knows.
+fn server_binaries() -> PathBuf {
+    let mut majors: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
+        .map(|entries| {
+            entries
+                .filter_map(|entry| entry.ok().map(|entry| entry.path().join("bin")))
+                .filter(|bin| bin.join("initdb").is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    majors.sort_by_key(|bin| {
+        bin.parent()
+            .and_then(Path::file_name)
+            .and_then(|name| name.to_str())
+            .and_then(|name| name.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    if let Some(bin) = majors.pop() {
+        return bin;
+    }
+    let output = Command::new("pg_config").arg("--bindir").output();
+    match output {
+        Ok(output) if output.status.success() => {
+            PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+        }
+        _ => panic!(
+            "PostgreSQL server binaries (initdb, pg_ctl) were not found: install Debian's \
+             `postgresql` package (`bash .ci/run` does)"
+        ),
+    }
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// `program`, run as the `postgres` account when we are root.
+fn as_cluster_owner(program: &Path) -> Command {
+    if running_as_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+fn run(command: &mut Command) -> Output {
+    command
+        .output()
+        .unwrap_or_else(|error| panic!("could not run {command:?}: {error}"))
+}
+
+fn check(output: Output) {
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.subsec_nanos())
+        .unwrap_or_default()
+}
