@@ -6,8 +6,8 @@ use clap::{Parser, Subcommand};
 
 use crate::configuration::{Environment, Settings};
 use crate::database::{self, migrations};
-use crate::healthcheck;
 use crate::startup::Application;
+use crate::{doctor, healthcheck};
 use crate::{graphql, telemetry};
 
 #[derive(Debug, Parser)]
@@ -32,6 +32,17 @@ pub enum Command {
     },
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// Check configuration, network, credentials, database, migrations and schema, in order.
+    Doctor {
+        /// Print the results as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage the database itself.
+    Db {
+        #[command(subcommand)]
+        action: DbAction,
+    },
     /// Ask a running server's /health/ready; exit 0 when it is ready (container healthchecks).
     Healthcheck {
         /// Defaults to http://127.0.0.1:<server.port>/health/ready.
@@ -60,9 +71,17 @@ pub enum MigrateAction {
     Fresh,
 }
 
-/// A command that failed, with the message for the user and the process exit code.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum DbAction {
+    /// Create the database named in database.url, owned by the URL's user.
+    Create,
+}
+
+/// A command that failed: what it printed on standard output anyway, the message for the
+/// user, and the process exit code.
 #[derive(Debug)]
 pub struct Failure {
+    pub stdout: String,
     pub message: String,
     pub exit_code: ExitCode,
 }
@@ -71,6 +90,7 @@ impl Failure {
     /// The configuration or the command line is wrong: nothing was attempted.
     fn usage(message: impl ToString) -> Self {
         Self {
+            stdout: String::new(),
             message: message.to_string(),
             exit_code: ExitCode::from(2),
         }
@@ -79,6 +99,7 @@ impl Failure {
     /// The command was attempted and failed.
     fn runtime(message: impl ToString) -> Self {
         Self {
+            stdout: String::new(),
             message: message.to_string(),
             exit_code: ExitCode::FAILURE,
         }
@@ -92,6 +113,10 @@ pub async fn run(cli: Cli) -> Result<String, Failure> {
         Command::Migrate { action } => migrate(action).await,
         Command::Schema => Ok(graphql::sdl()),
         Command::Healthcheck { url } => healthcheck(url).await,
+        Command::Doctor { json } => doctor(json).await,
+        Command::Db {
+            action: DbAction::Create,
+        } => create_database().await,
     }
 }
 
@@ -161,4 +186,36 @@ async fn healthcheck(url: Option<String>) -> Result<String, Failure> {
         }
     };
     healthcheck::probe(&url).await.map_err(Failure::runtime)
+}
+
+async fn doctor(json: bool) -> Result<String, Failure> {
+    let report = doctor::run().await;
+    let output = if json {
+        report.to_json()
+    } else {
+        report.to_text()
+    };
+    if report.ok {
+        return Ok(output);
+    }
+    let failed = report
+        .checks
+        .iter()
+        .find(|check| check.status == doctor::Status::Failed)
+        .map_or("a check", |check| check.check);
+    Err(Failure {
+        stdout: output,
+        message: format!("doctor: \"{failed}\" failed"),
+        exit_code: ExitCode::from(report.exit_code),
+    })
+}
+
+async fn create_database() -> Result<String, Failure> {
+    let settings = load_settings()?;
+    let name = settings.database.target().database;
+    match database::create_database(&settings.database).await {
+        Ok(database::Created::Created) => Ok(format!("created database {name:?}\n")),
+        Ok(database::Created::AlreadyExisted) => Ok(format!("database {name:?} already exists\n")),
+        Err(message) => Err(Failure::runtime(message)),
+    }
 }

@@ -7,7 +7,7 @@
 
 use std::{env, fmt, path::Path, path::PathBuf, str::FromStr, time::Duration};
 
-use config::{Config, ConfigError, File, FileFormat, Value};
+use config::{Config, ConfigError, File, FileFormat};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
@@ -110,6 +110,9 @@ pub struct DatabaseSettings {
     pub acquire_timeout_ms: u64,
     /// Apply pending migrations at start-up (development) or refuse to start (production).
     pub migrate_on_start: bool,
+    /// Where `url` came from, in words, for messages about it; not itself a key.
+    #[serde(skip)]
+    pub url_source: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -190,6 +193,7 @@ impl Settings {
             .try_deserialize()
             .map_err(|error| describe_config_error(&error, Some(&config)))?;
         settings.environment = environment;
+        settings.database.url_source = source_of(&config, "database.url");
         settings.validate(&config)?;
         Ok(settings)
     }
@@ -377,11 +381,12 @@ fn source_of(config: &Config, key: &str) -> String {
     if env::var_os(&variable).is_some() {
         return format!("environment variable {variable}");
     }
-    config
-        .get::<Value>(key)
-        .ok()
-        .and_then(|value| value.origin().map(str::to_owned))
-        .unwrap_or_else(|| "no file or variable".to_owned())
+    // `Config::get` rebuilds values and drops their origin; the section's table keeps it.
+    let origin = key.rsplit_once('.').and_then(|(section, name)| {
+        let table = config.get_table(section).ok()?;
+        table.get(name)?.origin().map(str::to_owned)
+    });
+    origin.unwrap_or_else(|| "no file or variable".to_owned())
 }
 
 fn describe_config_error(error: &ConfigError, config: Option<&Config>) -> ConfigurationError {

@@ -1,6 +1,7 @@
 pub mod cli;
 pub mod configuration;
 pub mod database;
+pub mod doctor;
 pub mod domain;
 pub mod error;
 pub mod graphql;

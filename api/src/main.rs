@@ -11,6 +11,7 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(failure) => {
+            print!("{}", failure.stdout);
             eprintln!("error: {}", failure.message);
             failure.exit_code
         }

@@ -1,6 +1,6 @@
 //! Building the application from settings, and running it until a signal stops it.
 
-use std::{future::Future, io, time::Duration};
+use std::{future::Future, io, sync::Arc, time::Duration};
 
 use axum::{
     Router,
@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 use tracing::{Span, field::Empty};
 
-use crate::configuration::Settings;
+use crate::configuration::{DatabaseSettings, Settings};
 use crate::database::{self, ConnectError, migrations};
 use crate::graphql::{AppSchema, build_schema};
 use crate::routes;
@@ -23,6 +23,8 @@ use crate::routes;
 pub struct AppState {
     pub schema: AppSchema,
     pub db: DatabaseConnection,
+    /// For explaining an unreachable database in readiness answers.
+    pub database_settings: Arc<DatabaseSettings>,
     pub ide_enabled: bool,
 }
 
@@ -70,6 +72,7 @@ impl Application {
         let state = AppState {
             schema: build_schema(db.clone(), &settings.graphql),
             db: db.clone(),
+            database_settings: Arc::new(settings.database.clone()),
             ide_enabled: settings.graphql.ide,
         };
         Ok(Self {

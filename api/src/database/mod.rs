@@ -1,6 +1,7 @@
 //! The connection pool, the schema's migration state, and how database failures are told
 //! apart.
 
+pub mod diagnosis;
 pub mod migrations;
 pub mod schema_drift;
 
@@ -9,74 +10,86 @@ use std::{str::FromStr, time::Duration};
 use sea_orm::{
     ConnAcquireErr, DatabaseConnection, DbErr, RuntimeErr, SqlxPostgresConnector,
     sqlx::{
-        self, ConnectOptions,
+        self, ConnectOptions, Connection, PgConnection,
         postgres::{PgConnectOptions, PgPoolOptions},
     },
 };
 use secrecy::ExposeSecret;
 
-use crate::configuration::{DatabaseSettings, DatabaseTarget};
+use crate::configuration::DatabaseSettings;
+use diagnosis::{Diagnosis, diagnose};
 
 /// Shown as `application_name` in `pg_stat_activity`, so operators can tell our sessions apart.
 const APPLICATION_NAME: &str = "stations-api";
 
-/// A failed attempt to open the pool, with the target it was aimed at (never the password).
+/// A failed attempt to connect, explained; never mentions the password.
 #[derive(Debug, thiserror::Error)]
-#[error("could not connect to PostgreSQL at {host}:{port} as user {user:?} (database {database:?}): {cause}",
-    host = target.host, port = target.port, user = target.user, database = target.database)]
+#[error("{diagnosis}")]
 pub struct ConnectError {
-    pub target: Box<DatabaseTarget>,
+    pub diagnosis: Diagnosis,
     #[source]
     pub cause: sqlx::Error,
 }
 
 impl ConnectError {
-    /// Whether waiting could help: the server is down, starting up or not resolvable yet (a
-    /// container that has not started), as opposed to a wrong password or database name.
+    /// Whether waiting could help: the server is down or starting up, as opposed to a wrong
+    /// password or database name.
     pub fn is_transient(&self) -> bool {
-        match &self.cause {
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
-            sqlx::Error::Database(error) => {
-                // 57P03 cannot_connect_now: the server is starting up or shutting down.
-                error.code().as_deref() == Some("57P03")
-            }
-            _ => false,
+        self.diagnosis.kind.is_transient()
+    }
+
+    async fn new(cause: sqlx::Error, settings: &DatabaseSettings) -> Self {
+        Self {
+            diagnosis: diagnose(&cause, settings).await,
+            cause,
         }
     }
 }
 
 /// The driver's connection options for `settings.url`, with logging of SQL text turned off:
 /// statements may quote user input and do not belong in logs.
-pub fn connect_options(settings: &DatabaseSettings) -> Result<PgConnectOptions, ConnectError> {
-    let options = PgConnectOptions::from_str(settings.url.expose_secret()).map_err(|_| {
-        ConnectError {
-            target: Box::new(settings.target()),
-            // The driver's parse error may quote the URL, password included; say less.
-            cause: sqlx::Error::Configuration("database.url is not a valid PostgreSQL URL".into()),
-        }
-    })?;
-    Ok(options
-        .application_name(APPLICATION_NAME)
-        .disable_statement_logging())
+pub async fn connect_options(
+    settings: &DatabaseSettings,
+) -> Result<PgConnectOptions, ConnectError> {
+    match PgConnectOptions::from_str(settings.url.expose_secret()) {
+        Ok(options) => Ok(options
+            .application_name(APPLICATION_NAME)
+            .disable_statement_logging()),
+        // The driver's parse error may quote the URL, password included; say less.
+        Err(_) => Err(ConnectError::new(
+            sqlx::Error::Configuration("database.url is not a valid PostgreSQL URL".into()),
+            settings,
+        )
+        .await),
+    }
 }
 
-/// Opens the pool with one connection established, so that a wrong URL fails here and not on
-/// the first request.
+/// Opens one connection outside any pool: its error is the server's own answer, where a pool
+/// would retry a refused connection until its timeout and report only that it timed out.
+pub async fn probe(settings: &DatabaseSettings) -> Result<PgConnection, ConnectError> {
+    let options = connect_options(settings).await?;
+    let attempt = tokio::time::timeout(
+        settings.connect_timeout(),
+        PgConnection::connect_with(&options),
+    )
+    .await;
+    match attempt {
+        Ok(Ok(connection)) => Ok(connection),
+        Ok(Err(cause)) => Err(ConnectError::new(cause, settings).await),
+        Err(_elapsed) => Err(ConnectError::new(sqlx::Error::PoolTimedOut, settings).await),
+    }
+}
+
+/// Checks that the database accepts a connection, then opens the pool, so that a wrong URL
+/// fails here, explained, and not on the first request.
 pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, ConnectError> {
-    let options = connect_options(settings)?;
-    let error = |cause| ConnectError {
-        target: Box::new(settings.target()),
-        cause,
-    };
+    let probe = probe(settings).await?;
+    let _ = probe.close().await;
     let pool = PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .min_connections(settings.min_connections)
         .acquire_timeout(settings.acquire_timeout())
-        .connect_with(options);
-    let pool = tokio::time::timeout(settings.connect_timeout(), pool)
-        .await
-        .map_err(|_| error(sqlx::Error::PoolTimedOut))?
-        .map_err(error)?;
+        .connect_lazy_with(connect_options(settings).await?);
     Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
 }
 
@@ -99,7 +112,8 @@ pub async fn connect_with_retry(
                     attempt,
                     attempts,
                     retry_in_ms = pause.as_millis() as u64,
-                    "{error}"
+                    "{}",
+                    error.diagnosis.problem
                 );
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(LONGEST_PAUSE);
@@ -151,4 +165,57 @@ pub fn violated_constraint(error: &DbErr) -> Option<&str> {
         }
         _ => None,
     }
+}
+
+/// What `stations-api db create` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    Created,
+    AlreadyExisted,
+}
+
+/// Creates the database named in `settings.url`, owned by the URL's user, connecting to the
+/// server's `postgres` maintenance database to do it.
+pub async fn create_database(settings: &DatabaseSettings) -> Result<Created, String> {
+    let target = settings.target();
+    let mut maintenance = settings.clone();
+    maintenance.url = secrecy::SecretString::from(
+        url_with_database(settings, "postgres").ok_or("database.url is not a valid URL")?,
+    );
+    let mut connection = probe(&maintenance)
+        .await
+        .map_err(|error| error.to_string())?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&target.database)
+            .fetch_one(&mut connection)
+            .await
+            .map_err(|error| format!("could not list databases: {error}"))?;
+    if exists {
+        let _ = connection.close().await;
+        return Ok(Created::AlreadyExisted);
+    }
+    let quoted = format!("\"{}\"", target.database.replace('"', "\"\""));
+    let created = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted}")))
+        .execute(&mut connection)
+        .await;
+    let _ = connection.close().await;
+    match created {
+        Ok(_) => Ok(Created::Created),
+        Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("42501") => {
+            Err(format!(
+                "user {:?} may not create databases: as a superuser run `CREATE DATABASE {quoted} \
+                 OWNER \"{}\"`, or `ALTER ROLE \"{}\" CREATEDB`",
+                target.user, target.user, target.user
+            ))
+        }
+        Err(error) => Err(format!("CREATE DATABASE {quoted} failed: {error}")),
+    }
+}
+
+/// `settings.url` pointing at another database of the same server.
+fn url_with_database(settings: &DatabaseSettings, database: &str) -> Option<String> {
+    let mut url = url::Url::parse(settings.url.expose_secret()).ok()?;
+    url.set_path(database);
+    Some(url.to_string())
 }

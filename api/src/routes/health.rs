@@ -24,38 +24,50 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         Ok(Ok(migrations)) if migrations.is_current() => {
             (StatusCode::OK, Json(json!({ "status": "ready" })))
         }
-        Ok(Ok(migrations)) => {
-            let reason = if migrations.unknown.is_empty() {
-                format!(
-                    "{} pending migration(s): {}",
-                    migrations.pending.len(),
-                    migrations.pending.join(", ")
-                )
-            } else {
-                format!(
-                    "the database has migrations this binary does not know: {}",
-                    migrations.unknown.join(", ")
-                )
-            };
-            unavailable(reason)
-        }
-        Ok(Err(error)) if database::is_unavailable(&error) => {
-            unavailable("the database is unreachable".to_owned())
-        }
-        Ok(Err(error)) => {
+        Ok(Ok(migrations)) if migrations.unknown.is_empty() => unavailable(
+            format!(
+                "{} pending migration(s): {}",
+                migrations.pending.len(),
+                migrations.pending.join(", ")
+            ),
+            "apply them with `stations-api migrate up`",
+        ),
+        Ok(Ok(migrations)) => unavailable(
+            format!(
+                "the database has migrations this binary does not know: {}",
+                migrations.unknown.join(", ")
+            ),
+            "this binary is older than the schema: deploy the release that added them",
+        ),
+        Ok(Err(error)) if !database::is_unavailable(&error) => {
             tracing::error!(error = %error, "readiness check failed");
-            unavailable("the database did not answer the readiness check".to_owned())
+            unavailable(
+                "the database did not answer the readiness check".to_owned(),
+                "see the server log",
+            )
         }
-        Err(_elapsed) => unavailable(format!(
-            "the database did not answer within {} s",
-            READINESS_TIMEOUT.as_secs()
-        )),
+        // Unreachable or too slow: a connection of its own gets the server's own answer, where
+        // the pool only says that it timed out.
+        _ => {
+            match tokio::time::timeout(READINESS_TIMEOUT, database::probe(&state.database_settings))
+                .await
+            {
+                Ok(Err(error)) => unavailable(error.diagnosis.problem, &error.diagnosis.remedy),
+                _ => unavailable(
+                    format!(
+                        "the database did not answer within {} s",
+                        READINESS_TIMEOUT.as_secs()
+                    ),
+                    "check the database server's load and the network",
+                ),
+            }
+        }
     }
 }
 
-fn unavailable(reason: String) -> (StatusCode, Json<Value>) {
+fn unavailable(reason: String, fix: &str) -> (StatusCode, Json<Value>) {
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({ "status": "unavailable", "reason": reason })),
+        Json(json!({ "status": "unavailable", "reason": reason, "fix": fix })),
     )
 }

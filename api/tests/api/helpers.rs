@@ -74,6 +74,17 @@ impl TestDatabase {
         Self::create(Some(&template)).await
     }
 
+    /// A name no database has yet, with its URL; whatever the test creates under that name is
+    /// dropped at the end.
+    pub fn reserve() -> Self {
+        let name = unique_name("stations_test_db");
+        Self {
+            url: database_url(&name),
+            name,
+            maintenance: maintenance_options(),
+        }
+    }
+
     async fn create(template: Option<&str>) -> Self {
         let maintenance = maintenance_options();
         let name = unique_name("stations_test_db");
@@ -382,4 +393,29 @@ pub fn error_field(body: &Value) -> &str {
     body["errors"][0]["extensions"]["field"]
         .as_str()
         .unwrap_or_else(|| panic!("expected an error naming a field: {body:#}"))
+}
+
+/// The `stations-api` binary with a clean configuration environment: `config/` from the
+/// repository, APP_ENV test, and none of the caller's overrides.
+pub fn stations_api(args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_stations-api"));
+    command.args(args);
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy().into_owned();
+        if name.starts_with("APP__") || name == "DATABASE_URL" || name == "RUST_LOG" {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("APP_ENV", "test")
+        .env("APP_CONFIG_DIR", config_dir());
+    command
+}
+
+/// Runs `command` to completion: its status, standard output and standard error.
+pub fn run(command: &mut std::process::Command) -> (std::process::Output, String, String) {
+    let output = command.output().expect("run stations-api");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output, stdout, stderr)
 }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod container;
+mod diagnostics;
 mod health;
 mod helpers;
 mod http;

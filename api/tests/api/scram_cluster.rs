@@ -18,15 +18,32 @@ pub struct ScramCluster {
     directory: PathBuf,
     bin: PathBuf,
     pub port: u16,
+    tls_only: bool,
 }
 
 /// `docker-compose.yml`'s `POSTGRES_INITDB_ARGS`: scram for every host line; the socket stays
 /// trusted, as in the image, for the init step.
 const INITDB_AUTH: [&str; 2] = ["--auth-host=scram-sha-256", "--auth-local=trust"];
 
+/// How the cluster differs from the compose one, for the cases that need it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClusterOptions {
+    /// Serve TLS and admit TCP clients over TLS only (`hostssl` rules).
+    pub tls_only: bool,
+    /// Listen on this port instead of a free one.
+    pub port: Option<u16>,
+}
+
 impl ScramCluster {
     /// Starts a cluster whose superuser `user` has `password` and which holds `database`.
     pub async fn start(user: &str, password: &str, database: &str) -> Self {
+        let cluster = Self::start_server(user, password, ClusterOptions::default());
+        cluster.create_database(user, password, database).await;
+        cluster
+    }
+
+    /// Initialises and starts the server, blocking until it accepts connections.
+    pub fn start_server(user: &str, password: &str, options: ClusterOptions) -> Self {
         let bin = server_binaries();
         let directory = std::env::temp_dir().join(format!(
             "stations-scram-{}-{}",
@@ -36,6 +53,24 @@ impl ScramCluster {
         fs::create_dir_all(&directory).expect("create the cluster directory");
         let password_file = directory.join("password");
         fs::write(&password_file, format!("{password}\n")).expect("write the password file");
+        let mut server_settings = String::new();
+        if options.tls_only {
+            let (certificate, key) = (directory.join("server.crt"), directory.join("server.key"));
+            check(run(Command::new("openssl")
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                ])
+                .args(["-subj", "/CN=localhost", "-keyout"])
+                .arg(&key)
+                .arg("-out")
+                .arg(&certificate)));
+            check(run(Command::new("chmod").arg("600").arg(&key)));
+            server_settings = format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                certificate.display(),
+                key.display()
+            );
+        }
         if running_as_root() {
             // initdb refuses to run as root; the postgres account owns the cluster instead.
             check(run(Command::new("chown")
@@ -55,13 +90,17 @@ impl ScramCluster {
             .arg("--encoding=UTF8")
             .arg("--no-sync");
         check(run(&mut initdb));
-        // What the image appends for connections from other containers.
         let hba = data.join("pg_hba.conf");
-        let mut rules = fs::read_to_string(&hba).expect("read pg_hba.conf");
-        rules.push_str("\nhost all all all scram-sha-256\n");
+        let rules = if options.tls_only {
+            "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n".to_owned()
+        } else {
+            // What the image appends for connections from other containers.
+            fs::read_to_string(&hba).expect("read pg_hba.conf")
+                + "\nhost all all all scram-sha-256\n"
+        };
         fs::write(&hba, rules).expect("write pg_hba.conf");
 
-        let port = free_port();
+        let port = options.port.unwrap_or_else(free_port);
         let mut start = as_cluster_owner(&bin.join("pg_ctl"));
         start
             .arg("-D")
@@ -70,19 +109,22 @@ impl ScramCluster {
             .arg(directory.join("server.log"))
             .arg("-o")
             .arg(format!(
-                "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={} -c fsync=off",
+                "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={} -c fsync=off{server_settings}",
                 directory.display()
             ))
             .arg("-w")
             .arg("start");
         check(run(&mut start));
-
-        let cluster = Self {
+        Self {
             directory,
             bin,
             port,
-        };
-        let mut connection = PgConnection::connect(&cluster.url(user, Some(password), "postgres"))
+            tls_only: options.tls_only,
+        }
+    }
+
+    pub async fn create_database(&self, user: &str, password: &str, database: &str) {
+        let mut connection = PgConnection::connect(&self.url(user, Some(password), "postgres"))
             .await
             .expect("connect to the new cluster as its superuser");
         sqlx::raw_sql(AssertSqlSafe(format!(r#"CREATE DATABASE "{database}""#)))
@@ -90,7 +132,6 @@ impl ScramCluster {
             .await
             .expect("create the database");
         let _ = connection.close().await;
-        cluster
     }
 
     /// A URL for this cluster; `password` None leaves it out of the URL altogether.
@@ -99,8 +140,9 @@ impl ScramCluster {
             Some(password) => format!("{user}:{password}"),
             None => user.to_owned(),
         };
+        let sslmode = if self.tls_only { "require" } else { "disable" };
         format!(
-            "postgres://{credentials}@127.0.0.1:{}/{database}?sslmode=disable",
+            "postgres://{credentials}@127.0.0.1:{}/{database}?sslmode={sslmode}",
             self.port
         )
     }
@@ -189,7 +231,7 @@ fn check(output: Output) {
     );
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())

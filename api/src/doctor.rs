@@ -1,0 +1,295 @@
+//! `stations-api doctor`: every step between "the configuration loads" and "the schema is the
+//! one this binary expects", checked in order, stopping at the first failure with its fix.
+//! Each step needs the ones before it, so a failure skips the rest.
+
+use std::{fmt::Write as _, net::SocketAddr, time::Duration};
+
+use sea_orm::{ConnectionTrait, Statement};
+use serde::Serialize;
+use tokio::net::TcpStream;
+
+use crate::configuration::Settings;
+use crate::database::{
+    self,
+    diagnosis::{FailureKind, explain},
+    migrations, schema_drift,
+};
+
+/// The oldest PostgreSQL this service supports: 13 made `cube` and `earthdistance` trusted
+/// extensions and added `DROP DATABASE ... WITH (FORCE)`.
+const MINIMUM_SERVER_VERSION: i32 = 130_000;
+
+/// The checks, in order, with the exit code a failure of each gives.
+const CHECKS: [(&str, u8); 8] = [
+    ("configuration loads", 2),
+    ("host resolves", 3),
+    ("TCP connects", 3),
+    ("authenticates", 4),
+    ("database exists", 5),
+    ("migrations match this binary", 6),
+    ("schema matches the entities", 7),
+    ("server version is supported", 8),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Passed,
+    Failed,
+    Skipped,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    pub check: &'static str,
+    pub status: Status,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+/// Every check's result, in order.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub ok: bool,
+    pub exit_code: u8,
+    pub checks: Vec<CheckResult>,
+}
+
+impl Report {
+    fn pass(&mut self, detail: String) {
+        let check = CHECKS[self.checks.len()].0;
+        self.checks.push(CheckResult {
+            check,
+            status: Status::Passed,
+            detail,
+            fix: None,
+        });
+    }
+
+    /// Records the failure of the next check and skips the rest.
+    fn fail(mut self, detail: String, fix: String) -> Self {
+        let (check, exit_code) = CHECKS[self.checks.len()];
+        self.checks.push(CheckResult {
+            check,
+            status: Status::Failed,
+            detail,
+            fix: Some(fix),
+        });
+        for (check, _) in &CHECKS[self.checks.len()..] {
+            self.checks.push(CheckResult {
+                check,
+                status: Status::Skipped,
+                detail: String::new(),
+                fix: None,
+            });
+        }
+        self.exit_code = exit_code;
+        self
+    }
+
+    fn done(mut self) -> Self {
+        self.ok = true;
+        self
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut text = String::new();
+        for result in &self.checks {
+            let mark = match result.status {
+                Status::Passed => "✓",
+                Status::Failed => "✗",
+                Status::Skipped => "-",
+            };
+            let _ = match result.status {
+                Status::Skipped => writeln!(text, "{mark} {}: skipped", result.check),
+                _ => writeln!(text, "{mark} {}: {}", result.check, result.detail),
+            };
+            if let Some(fix) = &result.fix {
+                let _ = writeln!(text, "    fix: {fix}");
+            }
+        }
+        text
+    }
+
+    pub fn to_json(&self) -> String {
+        // A struct of strings and numbers always serializes.
+        serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
+    }
+}
+
+/// Runs every check against the configuration of this environment.
+pub async fn run() -> Report {
+    let mut report = Report::default();
+    let settings = match Settings::load() {
+        Ok(settings) => settings,
+        Err(error) => {
+            return report.fail(
+                error.to_string(),
+                "correct the key named above in that file or variable".to_owned(),
+            );
+        }
+    };
+    let database = &settings.database;
+    report.pass(format!(
+        "APP_ENV={}; database.url {} is set by {}",
+        settings.environment,
+        database.redacted_url(),
+        database.url_source
+    ));
+
+    let target = database.target();
+    let addresses: Vec<SocketAddr> =
+        match tokio::net::lookup_host((target.host.as_str(), target.port)).await {
+            Ok(addresses) => addresses.collect(),
+            Err(_) => Vec::new(),
+        };
+    if addresses.is_empty() {
+        let diagnosis = explain(FailureKind::Unresolvable, database, None);
+        return report.fail(diagnosis.problem, diagnosis.remedy);
+    }
+    report.pass(format!(
+        "{} resolves to {}",
+        target.host,
+        addresses
+            .iter()
+            .map(|address| address.ip().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+
+    match connect_tcp(&addresses, database.connect_timeout()).await {
+        Ok(address) => report.pass(format!("{address} accepts TCP connections")),
+        Err(kind) => {
+            let diagnosis = explain(kind, database, None);
+            return report.fail(diagnosis.problem, diagnosis.remedy);
+        }
+    }
+
+    match database::probe(database).await {
+        Ok(connection) => {
+            let _ = sea_orm::sqlx::Connection::close(connection).await;
+            report.pass(format!("as user {:?}", target.user));
+            report.pass(format!("{:?}", target.database));
+        }
+        Err(error) if error.diagnosis.kind == FailureKind::NoSuchDatabase => {
+            report.pass(format!("as user {:?}", target.user));
+            return report.fail(error.diagnosis.problem, error.diagnosis.remedy);
+        }
+        Err(error) => return report.fail(error.diagnosis.problem, error.diagnosis.remedy),
+    }
+
+    let db = match database::connect(database).await {
+        Ok(db) => db,
+        Err(error) => return report.fail(error.diagnosis.problem, error.diagnosis.remedy),
+    };
+    match migrations::state(&db).await {
+        Ok(state) if !state.unknown.is_empty() => {
+            return report.fail(
+                format!(
+                    "the database has {} migration(s) this binary does not know: {}; this \
+                     binary is older than the schema",
+                    state.unknown.len(),
+                    state.unknown.join(", ")
+                ),
+                "deploy the release that added them, and do not start this one against this \
+                 database"
+                    .to_owned(),
+            );
+        }
+        Ok(state) if !state.pending.is_empty() => {
+            return report.fail(
+                format!(
+                    "{} pending migration(s): {}",
+                    state.pending.len(),
+                    state.pending.join(", ")
+                ),
+                "apply them with `stations-api migrate up` (or `sea-orm-cli migrate up` from \
+                 the repository root)"
+                    .to_owned(),
+            );
+        }
+        Ok(state) => report.pass(format!("all {} applied", state.applied.len())),
+        Err(error) => {
+            return report.fail(
+                format!("could not read the migration table: {error}"),
+                "check that the user may read seaql_migrations".to_owned(),
+            );
+        }
+    }
+
+    match schema_drift::differences(&db).await {
+        Ok(differences) if differences.is_empty() => {
+            report.pass("every column as the entities declare it".to_owned());
+        }
+        Ok(differences) => {
+            let list = differences
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            return report.fail(
+                format!("{} difference(s): {list}", differences.len()),
+                "someone changed the table by hand: undo that change, or write a migration for \
+                 it and update the entity"
+                    .to_owned(),
+            );
+        }
+        Err(error) => {
+            return report.fail(
+                format!("could not read the table definitions: {error}"),
+                "check that the user may read the catalog".to_owned(),
+            );
+        }
+    }
+
+    let version = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT current_setting('server_version_num')::int AS number, \
+             current_setting('server_version') AS name",
+        ))
+        .await;
+    let version = version.ok().flatten().and_then(|row| {
+        Some((
+            row.try_get::<i32>("", "number").ok()?,
+            row.try_get::<String>("", "name").ok()?,
+        ))
+    });
+    let _ = db.close().await;
+    match version {
+        Some((number, name)) if number >= MINIMUM_SERVER_VERSION => {
+            report.pass(format!("PostgreSQL {name}"));
+        }
+        Some((_, name)) => {
+            return report.fail(
+                format!("PostgreSQL {name} is older than 13"),
+                "upgrade the server to PostgreSQL 13 or newer".to_owned(),
+            );
+        }
+        None => {
+            return report.fail(
+                "could not read the server version".to_owned(),
+                "check the server log".to_owned(),
+            );
+        }
+    }
+    report.done()
+}
+
+/// The first address that accepts a TCP connection, or why none did.
+async fn connect_tcp(
+    addresses: &[SocketAddr],
+    timeout: Duration,
+) -> Result<SocketAddr, FailureKind> {
+    let mut failure = FailureKind::Refused;
+    for address in addresses {
+        match tokio::time::timeout(timeout, TcpStream::connect(address)).await {
+            Ok(Ok(_stream)) => return Ok(*address),
+            Ok(Err(error)) if error.kind() == std::io::ErrorKind::ConnectionRefused => {}
+            Ok(Err(_)) | Err(_) => failure = FailureKind::TimedOut,
+        }
+    }
+    Err(failure)
+}
