@@ -5,6 +5,15 @@
 ARG DEBIAN_RELEASE=bookworm
 ARG RUST_VERSION=1.95
 
+# The GraphiQL IDE's assets, from the npm registry through the lockfile; the API's build
+# script embeds them into the binary.
+FROM node:22-${DEBIAN_RELEASE}-slim AS ide
+WORKDIR /ide
+COPY api/ide/package.json api/ide/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY api/ide/ ./
+RUN npm run build
+
 FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS chef
 RUN cargo install cargo-chef --locked --version 0.1.78
 WORKDIR /app
@@ -18,6 +27,7 @@ FROM chef AS builder
 COPY --from=planner /app/recipe.json recipe.json
 RUN cargo chef cook --release --locked --recipe-path recipe.json
 COPY . .
+COPY --from=ide /ide/dist api/ide/dist
 # The same command CI builds with, so a broken lockfile or a missing file fails CI first.
 RUN cargo build --release --locked -p stations-api --bin stations-api
 

@@ -137,8 +137,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route(
             "/graphql",
-            post(routes::graphql::execute).get(routes::graphql::ide),
+            post(routes::graphql::execute).get(routes::ide::page),
         )
+        .route("/graphql/assets/{name}", get(routes::ide::asset))
         .route("/health/live", get(routes::health::live))
         .route("/health/ready", get(routes::health::ready))
         .layer(

@@ -1,14 +1,12 @@
-//! GraphQL over HTTP: `POST /graphql` with a JSON body executes one operation;
-//! `GET /graphql` serves the GraphiQL IDE when `graphql.ide` is on.
+//! GraphQL over HTTP: `POST /graphql` with a JSON body executes one operation.
 
-use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::GraphQLResponse;
 use axum::{
     Json,
     body::Bytes,
     extract::{FromRequest, Request, State, rejection::BytesRejection},
     http::{StatusCode, header},
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
 };
 use serde_json::json;
 
@@ -31,17 +29,6 @@ pub async fn execute(
     }
     let response = state.schema.execute(request).await;
     GraphQLResponse::from(with_error_codes(response)).into_response()
-}
-
-pub async fn ide(State(state): State<AppState>) -> Response {
-    if !state.ide_enabled {
-        return (
-            StatusCode::NOT_FOUND,
-            "The GraphQL IDE is disabled here (graphql.ide = false). Send queries with POST /graphql.\n",
-        )
-            .into_response();
-    }
-    Html(GraphiQLSource::build().endpoint("/graphql").finish()).into_response()
 }
 
 /// Gives every error a stable `extensions.code`. Errors from resolvers carry one already;

@@ -79,11 +79,48 @@ async fn a_variable_of_the_wrong_type_is_refused_with_a_code() {
 }
 
 #[tokio::test]
-async fn the_ide_is_served_when_enabled() {
+async fn the_ide_page_allows_only_its_own_origin_and_its_assets_are_cached_for_good() {
     let app = spawn_app().await;
     let response = app.get("/graphql").await;
     assert_eq!(response.status(), 200);
-    assert!(response.text().await.unwrap().contains("graphiql"));
+    let policy = response.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for directive in [
+        "default-src 'self'",
+        "script-src 'self';",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(policy.contains(directive), "{policy}");
+    }
+    assert_eq!(response.headers()["cache-control"], "no-cache");
+    let page = response.text().await.unwrap();
+
+    // Every script and stylesheet the page names is served by this server, with a hashed name.
+    let assets: Vec<&str> = page
+        .split('"')
+        .filter(|part| part.starts_with("/graphql/assets/"))
+        .collect();
+    assert!(assets.iter().any(|asset| asset.ends_with(".js")), "{page}");
+    assert!(assets.iter().any(|asset| asset.ends_with(".css")), "{page}");
+    for asset in assets {
+        let response = app.get(asset).await;
+        assert_eq!(response.status(), 200, "{asset}");
+        assert_eq!(
+            response.headers()["cache-control"],
+            "public, max-age=31536000, immutable"
+        );
+    }
+    assert_eq!(
+        app.get("/graphql/assets/nothing-here.js").await.status(),
+        404
+    );
+    assert!(
+        !page.contains("cdn") && !page.contains("https://"),
+        "{page}"
+    );
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ mod diagnostics;
 mod health;
 mod helpers;
 mod http;
+mod ide;
 mod migrations;
 mod mutations;
 mod pagination;
