@@ -16,6 +16,7 @@ use sea_orm_migration::{MigrationTrait, async_trait};
 mod m20261125_000001_create_stations;
 mod m20261125_000002_add_station_name_code_elevation;
 mod m20261125_000003_add_station_timestamps_and_coordinate_checks;
+mod m20261125_000004_add_station_geo_indexes;
 
 /// Every migration of the stations schema, oldest first.
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_create_stations::Migration),
             Box::new(m20261125_000002_add_station_name_code_elevation::Migration),
             Box::new(m20261125_000003_add_station_timestamps_and_coordinate_checks::Migration),
+            Box::new(m20261125_000004_add_station_geo_indexes::Migration),
         ]
     }
 }

@@ -2,11 +2,12 @@
 //! never sees an out-of-range coordinate or a blank name, and every entry point (GraphQL,
 //! imports) rejects bad input with the same words.
 
+mod geo;
 mod station;
 
-pub use station::{
-    Elevation, Latitude, Longitude, NewStation, StationChanges, StationCode, StationName,
-};
+use geo::within;
+pub use geo::{EARTH_RADIUS_KM, Latitude, Longitude, RadiusKm};
+pub use station::{Elevation, NewStation, StationChanges, StationCode, StationName};
 
 /// Why a value was refused, phrased to follow the field's name: "must be between -90 and 90".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,12 +1,4 @@
-use super::InvalidValue;
-
-/// Latitude in WGS 84 degrees, -90 (south pole) to 90 (north pole).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Latitude(f64);
-
-/// Longitude in WGS 84 degrees, -180 to 180; both ends name the antimeridian.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Longitude(f64);
+use super::{InvalidValue, Latitude, Longitude, within};
 
 /// Elevation above mean sea level in metres, from the deepest trench to above the highest
 /// summit.
@@ -22,42 +14,6 @@ pub struct StationName(String);
 /// across stations and used to match rows on import.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StationCode(String);
-
-fn within(value: f64, min: f64, max: f64, unit: &str) -> Result<f64, InvalidValue> {
-    if value.is_finite() && (min..=max).contains(&value) {
-        Ok(value)
-    } else {
-        Err(InvalidValue(format!(
-            "must be between {min} and {max}{unit} (got {value})"
-        )))
-    }
-}
-
-impl Latitude {
-    pub const MIN: f64 = -90.0;
-    pub const MAX: f64 = 90.0;
-
-    pub fn parse(degrees: f64) -> Result<Self, InvalidValue> {
-        within(degrees, Self::MIN, Self::MAX, " degrees").map(Self)
-    }
-
-    pub fn degrees(self) -> f64 {
-        self.0
-    }
-}
-
-impl Longitude {
-    pub const MIN: f64 = -180.0;
-    pub const MAX: f64 = 180.0;
-
-    pub fn parse(degrees: f64) -> Result<Self, InvalidValue> {
-        within(degrees, Self::MIN, Self::MAX, " degrees").map(Self)
-    }
-
-    pub fn degrees(self) -> f64 {
-        self.0
-    }
-}
 
 impl Elevation {
     /// Below the Challenger Deep (-10,935 m).

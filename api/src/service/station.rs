@@ -9,13 +9,13 @@ use entity::station::{self, Column, Entity as Station};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, Order, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, Order,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement, TransactionTrait,
     sea_query::{Expr, ExprTrait, LikeExpr, extension::postgres::PgExpr},
 };
 
 use crate::database;
-use crate::domain::{Latitude, Longitude, NewStation, StationChanges};
+use crate::domain::{EARTH_RADIUS_KM, Latitude, Longitude, NewStation, RadiusKm, StationChanges};
 
 /// The unique constraint on `stations.code`, named in the migration that adds the column.
 const CODE_UNIQUE_CONSTRAINT: &str = "stations_code_key";
@@ -28,7 +28,23 @@ pub struct StationCriteria {
     pub name_contains: Option<String>,
     pub code: Option<String>,
     pub bbox: Option<BoundingBox>,
+    pub within: Option<Circle>,
     pub elevation_m: Option<ElevationRange>,
+}
+
+/// Points no farther than `radius` from `center` along the Earth's surface.
+#[derive(Debug, Clone, Copy)]
+pub struct Circle {
+    pub lat: Latitude,
+    pub lng: Longitude,
+    pub radius: RadiusKm,
+}
+
+/// A station and its great-circle distance from the point asked about.
+#[derive(Debug, Clone)]
+pub struct NearbyStation {
+    pub row: station::Model,
+    pub distance_km: f64,
 }
 
 /// A latitude/longitude rectangle. When `min_lng` > `max_lng` the box crosses the
@@ -191,6 +207,64 @@ pub async fn any_up_to(
     Ok(found.is_some())
 }
 
+/// Up to `first` stations nearest to (`lat`, `lng`), nearest first and ties by id, optionally
+/// no farther than `radius`. The GiST index on `sphere_point(lat, lng)` answers the ordering
+/// (`<->` is k-nearest-neighbour search) without reading the rest of the table.
+#[tracing::instrument(skip(db))]
+pub async fn nearest(
+    db: &impl ConnectionTrait,
+    lat: Latitude,
+    lng: Longitude,
+    radius: Option<RadiusKm>,
+    first: u64,
+) -> Result<Vec<NearbyStation>, DbErr> {
+    let statement = nearest_statement(db.get_database_backend(), lat, lng, radius, first);
+    db.query_all_raw(statement)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(NearbyStation {
+                row: station::Model::from_query_result(row, "")?,
+                distance_km: row.try_get("", "distance_km")?,
+            })
+        })
+        .collect()
+}
+
+/// The statement [`nearest`] runs; public so that a test can check its plan uses the index.
+pub fn nearest_statement(
+    backend: DbBackend,
+    lat: Latitude,
+    lng: Longitude,
+    radius: Option<RadiusKm>,
+    first: u64,
+) -> Statement {
+    let (lat, lng) = (lat.degrees(), lng.degrees());
+    // The straight-line distance d between unit vectors is the chord of the great circle:
+    // the angle between them is 2 asin(d / 2).
+    let mut query = Station::find().expr_as(
+        Expr::cust_with_values(
+            "2 * asin(least(1, (sphere_point(lat, lng) <-> sphere_point($1, $2)) / 2)) * $3",
+            [lat, lng, EARTH_RADIUS_KM],
+        ),
+        "distance_km",
+    );
+    if let Some(radius) = radius {
+        query = query.filter(within_circle(lat, lng, radius));
+    }
+    query
+        .order_by(
+            Expr::cust_with_values(
+                "sphere_point(lat, lng) <-> sphere_point($1, $2)",
+                [lat, lng],
+            ),
+            Order::Asc,
+        )
+        .order_by(Column::Id, Order::Asc)
+        .limit(first)
+        .build(backend)
+}
+
 #[tracing::instrument(skip(db))]
 pub async fn create(
     db: &impl ConnectionTrait,
@@ -316,18 +390,33 @@ fn criteria_condition(criteria: &StationCriteria) -> Condition {
         condition = condition.add(Column::Code.eq(code.as_str()));
     }
     if let Some(bbox) = criteria.bbox {
-        condition =
-            condition.add(Column::Lat.between(bbox.min_lat.degrees(), bbox.max_lat.degrees()));
+        // `point(lng, lat) <@ box` is what the GiST index on point(lng, lat) answers; edges
+        // count as inside.
+        let (south, north) = (bbox.min_lat.degrees(), bbox.max_lat.degrees());
         let (west, east) = (bbox.min_lng.degrees(), bbox.max_lng.degrees());
-        condition = if west <= east {
-            condition.add(Column::Lng.between(west, east))
-        } else {
-            condition.add(
-                Condition::any()
-                    .add(Column::Lng.gte(west))
-                    .add(Column::Lng.lte(east)),
+        let in_box = |west: f64, east: f64| {
+            Expr::cust_with_values(
+                "point(lng, lat) <@ box(point($1, $2), point($3, $4))",
+                [west, south, east, north],
             )
         };
+        condition = if west <= east {
+            condition.add(in_box(west, east))
+        } else {
+            // Across the antimeridian: two boxes, one on each side of it.
+            condition.add(
+                Condition::any()
+                    .add(in_box(west, Longitude::MAX))
+                    .add(in_box(Longitude::MIN, east)),
+            )
+        };
+    }
+    if let Some(circle) = criteria.within {
+        condition = condition.add(within_circle(
+            circle.lat.degrees(),
+            circle.lng.degrees(),
+            circle.radius,
+        ));
     }
     if let Some(range) = criteria.elevation_m {
         if let Some(gte) = range.gte {
@@ -338,6 +427,23 @@ fn criteria_condition(criteria: &StationCriteria) -> Condition {
         }
     }
     condition
+}
+
+/// Stations no farther than `radius` from (`lat`, `lng`), as a largest chord between unit
+/// vectors: the cube around the centre enlarged by that chord narrows the candidates through
+/// the GiST index, the exact distance decides.
+fn within_circle(lat: f64, lng: f64, radius: RadiusKm) -> Condition {
+    let angle = (radius.kilometres() / EARTH_RADIUS_KM).min(std::f64::consts::PI);
+    let chord = 2.0 * (angle / 2.0).sin();
+    Condition::all()
+        .add(Expr::cust_with_values(
+            "cube_enlarge(sphere_point($1, $2), $3, 3) @> sphere_point(lat, lng)",
+            [lat, lng, chord],
+        ))
+        .add(Expr::cust_with_values(
+            "(sphere_point(lat, lng) <-> sphere_point($1, $2)) <= $3",
+            [lat, lng, chord],
+        ))
 }
 
 /// Escapes the LIKE wildcards so that user text matches literally.

@@ -419,3 +419,11 @@ pub fn run(command: &mut std::process::Command) -> (std::process::Output, String
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     (output, stdout, stderr)
 }
+
+/// The names of every migration this binary carries, oldest first.
+pub fn migration_names() -> Vec<String> {
+    Migrator::migrations()
+        .iter()
+        .map(|migration| migration.name().to_owned())
+        .collect()
+}

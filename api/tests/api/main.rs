@@ -3,6 +3,7 @@
 mod cli;
 mod container;
 mod diagnostics;
+mod geo;
 mod health;
 mod helpers;
 mod http;

@@ -1,11 +1,13 @@
 use async_graphql::{Context, ID, Object, Result};
 use sea_orm::DatabaseConnection;
 
+use crate::domain::{Latitude, Longitude, RadiusKm};
 use crate::error::ApiError;
 use crate::graphql::types::connection::StationConnection;
 use crate::graphql::types::cursor;
+use crate::graphql::types::geo::StationDistance;
 use crate::graphql::types::list::{StationFilter, StationOrder, page_size};
-use crate::graphql::types::station::{Station, parse_station_id};
+use crate::graphql::types::station::{Station, at, parse_station_id};
 use crate::service::station::{self as service, StationOrdering};
 
 #[derive(Default)]
@@ -47,5 +49,30 @@ impl StationQuery {
             .await
             .map_err(ApiError::from)?;
         Ok(StationConnection::new(page, criteria, ordering, after))
+    }
+
+    /// The stations nearest to a point, nearest first (ties by id), each with its distance;
+    /// with `radiusKm`, only those within that distance. Without it, the `first` nearest
+    /// anywhere on Earth.
+    async fn stations_near(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Latitude of the point, -90 to 90.")] lat: f64,
+        #[graphql(desc = "Longitude of the point, -180 to 180.")] lng: f64,
+        #[graphql(desc = "Greatest distance in kilometres, 0 or more.")] radius_km: Option<f64>,
+        #[graphql(default = 10, desc = "How many stations, 0 to 100.")] first: Option<i32>,
+    ) -> Result<Vec<StationDistance>> {
+        let lat = Latitude::parse(lat).map_err(at("lat"))?;
+        let lng = Longitude::parse(lng).map_err(at("lng"))?;
+        let radius = radius_km
+            .map(RadiusKm::parse)
+            .transpose()
+            .map_err(at("radiusKm"))?;
+        let first = page_size(first.unwrap_or(10), "first")?;
+        let db = ctx.data::<DatabaseConnection>()?;
+        let nearby = service::nearest(db, lat, lng, radius, first)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(nearby.into_iter().map(StationDistance::from).collect())
     }
 }

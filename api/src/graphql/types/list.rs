@@ -2,6 +2,7 @@
 
 use async_graphql::{Enum, InputObject};
 
+use super::geo::WithinRadius;
 use super::station::at;
 use crate::domain::{Latitude, Longitude};
 use crate::error::ApiError;
@@ -34,6 +35,8 @@ pub struct StationFilter {
     pub code: Option<String>,
     /// Stations inside this latitude/longitude box.
     pub bbox: Option<BoundingBox>,
+    /// Stations within this distance of a point.
+    pub within: Option<WithinRadius>,
     /// Stations whose elevation is in this range (stations without one never match).
     pub elevation_m: Option<FloatRange>,
 }
@@ -84,6 +87,10 @@ impl StationFilter {
             .bbox
             .map(|bbox| bbox.validate(&format!("{path}.bbox")))
             .transpose()?;
+        let within = self
+            .within
+            .map(|circle| circle.validate(&format!("{path}.within")))
+            .transpose()?;
         let elevation_m = self
             .elevation_m
             .map(|range| range.validate(&format!("{path}.elevationM")))
@@ -92,6 +99,7 @@ impl StationFilter {
             name_contains: self.name_contains,
             code: self.code,
             bbox,
+            within,
             elevation_m,
         })
     }

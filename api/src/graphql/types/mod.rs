@@ -2,5 +2,6 @@
 
 pub mod connection;
 pub mod cursor;
+pub mod geo;
 pub mod list;
 pub mod station;
