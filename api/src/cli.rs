@@ -7,8 +7,9 @@ use clap::{Parser, Subcommand};
 use crate::configuration::{Environment, Settings};
 use crate::database::{self, migrations};
 use crate::startup::Application;
-use crate::{doctor, healthcheck};
+use crate::{doctor, export, healthcheck, import};
 use crate::{graphql, telemetry};
+use std::{path::PathBuf, sync::Arc};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,6 +43,31 @@ pub enum Command {
     Db {
         #[command(subcommand)]
         action: DbAction,
+    },
+    /// Load stations from a CSV or GeoJSON file (or synthetic ones), all or nothing.
+    Import {
+        /// The file to import; its extension (.csv, .geojson, .json) gives the format.
+        #[arg(required_unless_present = "demo", conflicts_with = "demo")]
+        file: Option<PathBuf>,
+        /// The file's format, when its extension does not tell.
+        #[arg(long, value_enum)]
+        format: Option<import::Format>,
+        /// What to do with a station whose code already exists.
+        #[arg(long, value_enum, default_value_t)]
+        on_conflict: import::OnConflict,
+        /// Import the valid rows and write the bad ones to this file, verbatim.
+        #[arg(long, value_name = "PATH")]
+        reject_file: Option<PathBuf>,
+        /// Instead of a file, N synthetic stations (the same N every time).
+        #[arg(long, value_name = "N")]
+        demo: Option<u64>,
+    },
+    /// Write every station as CSV or GeoJSON, to FILE or standard output.
+    Export {
+        /// Default: from FILE's extension, else CSV.
+        #[arg(long, value_enum)]
+        format: Option<import::Format>,
+        file: Option<PathBuf>,
     },
     /// Ask a running server's /health/ready; exit 0 when it is ready (container healthchecks).
     Healthcheck {
@@ -114,6 +140,36 @@ pub async fn run(cli: Cli) -> Result<String, Failure> {
         Command::Schema => Ok(graphql::sdl()),
         Command::Healthcheck { url } => healthcheck(url).await,
         Command::Doctor { json } => doctor(json).await,
+        Command::Import {
+            file,
+            format,
+            on_conflict,
+            reject_file,
+            demo,
+        } => {
+            let source = match (file, demo) {
+                (_, Some(count)) => import::Source::Demo { count },
+                (Some(path), None) => {
+                    let format = format.or_else(|| import::Format::from_path(&path)).ok_or_else(|| {
+                        Failure::usage(format!(
+                            "cannot tell the format of {} from its extension: pass --format csv or --format geojson",
+                            path.display()
+                        ))
+                    })?;
+                    import::Source::File { path, format }
+                }
+                (None, None) => return Err(Failure::usage("give a FILE to import, or --demo N")),
+            };
+            import_stations(
+                source,
+                import::Options {
+                    on_conflict,
+                    reject_file,
+                },
+            )
+            .await
+        }
+        Command::Export { format, file } => export_stations(format, file).await,
         Command::Db {
             action: DbAction::Create,
         } => create_database().await,
@@ -218,4 +274,53 @@ async fn create_database() -> Result<String, Failure> {
         Ok(database::Created::AlreadyExisted) => Ok(format!("database {name:?} already exists\n")),
         Err(message) => Err(Failure::runtime(message)),
     }
+}
+
+async fn import_stations(
+    source: import::Source,
+    options: import::Options,
+) -> Result<String, Failure> {
+    let settings = load_settings()?;
+    let (total_bytes, total_rows) = match &source {
+        import::Source::File { path, .. } => (std::fs::metadata(path).ok().map(|m| m.len()), None),
+        import::Source::Demo { count } => (None, Some(*count)),
+    };
+    let db = database::connect_with_retry(&settings.database)
+        .await
+        .map_err(Failure::runtime)?;
+    // Importing into a schema this binary does not know would fail half-way; say so first.
+    migrations::prepare_schema(&db, settings.database.migrate_on_start)
+        .await
+        .map_err(Failure::runtime)?;
+    let progress = Arc::new(import::Progress::new(total_bytes, total_rows, true));
+    let summary = import::run(&db, source, options, progress)
+        .await
+        .map_err(Failure::runtime)?;
+    Ok(format!("{summary}\n"))
+}
+
+async fn export_stations(
+    format: Option<import::Format>,
+    file: Option<PathBuf>,
+) -> Result<String, Failure> {
+    let settings = load_settings()?;
+    let format = format
+        .or_else(|| file.as_deref().and_then(import::Format::from_path))
+        .unwrap_or(import::Format::Csv);
+    let db = database::connect_with_retry(&settings.database)
+        .await
+        .map_err(Failure::runtime)?;
+    let mut out: Box<dyn std::io::Write + Send> = match &file {
+        Some(path) if path.as_os_str() != "-" => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).map_err(|error| {
+                Failure::runtime(format!("cannot create {}: {error}", path.display()))
+            })?,
+        )),
+        _ => Box::new(std::io::BufWriter::new(std::io::stdout())),
+    };
+    let count = export::run(&db, format, &mut out)
+        .await
+        .map_err(Failure::runtime)?;
+    tracing::info!(stations = count, "exported");
+    Ok(String::new())
 }

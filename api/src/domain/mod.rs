@@ -6,7 +6,7 @@ mod geo;
 mod station;
 
 use geo::within;
-pub use geo::{EARTH_RADIUS_KM, Latitude, Longitude, RadiusKm};
+pub use geo::{DegreeBox, EARTH_RADIUS_KM, Latitude, Longitude, RadiusKm, enclosing_boxes};
 pub use station::{Elevation, NewStation, StationChanges, StationCode, StationName};
 
 /// Why a value was refused, phrased to follow the field's name: "must be between -90 and 90".

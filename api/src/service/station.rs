@@ -15,7 +15,10 @@ use sea_orm::{
 };
 
 use crate::database;
-use crate::domain::{EARTH_RADIUS_KM, Latitude, Longitude, NewStation, RadiusKm, StationChanges};
+use crate::domain::{
+    DegreeBox, EARTH_RADIUS_KM, Latitude, Longitude, NewStation, RadiusKm, StationChanges,
+    enclosing_boxes,
+};
 
 /// The unique constraint on `stations.code`, named in the migration that adds the column.
 const CODE_UNIQUE_CONSTRAINT: &str = "stations_code_key";
@@ -208,8 +211,11 @@ pub async fn any_up_to(
 }
 
 /// Up to `first` stations nearest to (`lat`, `lng`), nearest first and ties by id, optionally
-/// no farther than `radius`. The GiST index on `sphere_point(lat, lng)` answers the ordering
-/// (`<->` is k-nearest-neighbour search) without reading the rest of the table.
+/// no farther than `radius`.
+///
+/// Searches a circle first, widening it until it holds `first` stations: when a circle of
+/// radius r holds them, every station outside is farther than r and so than all of them.
+/// Each step is one query answered by the point index; the first usually suffices.
 #[tracing::instrument(skip(db))]
 pub async fn nearest(
     db: &impl ConnectionTrait,
@@ -218,20 +224,41 @@ pub async fn nearest(
     radius: Option<RadiusKm>,
     first: u64,
 ) -> Result<Vec<NearbyStation>, DbErr> {
-    let statement = nearest_statement(db.get_database_backend(), lat, lng, radius, first);
-    db.query_all_raw(statement)
-        .await?
+    /// Widening search radii in km; the last step covers the whole Earth.
+    const SEARCH_RADII_KM: [f64; 5] = [50.0, 200.0, 800.0, 3_200.0, 12_800.0];
+    if first == 0 {
+        return Ok(Vec::new());
+    }
+    let limit = radius.map_or(f64::INFINITY, RadiusKm::kilometres);
+    let steps = SEARCH_RADII_KM
         .iter()
-        .map(|row| {
-            Ok(NearbyStation {
-                row: station::Model::from_query_result(row, "")?,
-                distance_km: row.try_get("", "distance_km")?,
+        .copied()
+        .filter(|step| *step < limit)
+        .filter_map(|step| RadiusKm::parse(step).ok().map(Some))
+        .chain(std::iter::once(radius));
+    let mut found = Vec::new();
+    for step in steps {
+        let statement = nearest_statement(db.get_database_backend(), lat, lng, step, first);
+        found = db
+            .query_all_raw(statement)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(NearbyStation {
+                    row: station::Model::from_query_result(row, "")?,
+                    distance_km: row.try_get("", "distance_km")?,
+                })
             })
-        })
-        .collect()
+            .collect::<Result<Vec<_>, DbErr>>()?;
+        if found.len() as u64 >= first {
+            break;
+        }
+    }
+    Ok(found)
 }
 
-/// The statement [`nearest`] runs; public so that a test can check its plan uses the index.
+/// One step of [`nearest`]: the `first` stations nearest to the point within `radius` (or
+/// anywhere). Public so that a test can check that its plan uses the index.
 pub fn nearest_statement(
     backend: DbBackend,
     lat: Latitude,
@@ -239,27 +266,12 @@ pub fn nearest_statement(
     radius: Option<RadiusKm>,
     first: u64,
 ) -> Statement {
-    let (lat, lng) = (lat.degrees(), lng.degrees());
-    // The straight-line distance d between unit vectors is the chord of the great circle:
-    // the angle between them is 2 asin(d / 2).
-    let mut query = Station::find().expr_as(
-        Expr::cust_with_values(
-            "2 * asin(least(1, (sphere_point(lat, lng) <-> sphere_point($1, $2)) / 2)) * $3",
-            [lat, lng, EARTH_RADIUS_KM],
-        ),
-        "distance_km",
-    );
+    let mut query = Station::find().expr_as(distance_km(lat, lng), "distance_km");
     if let Some(radius) = radius {
         query = query.filter(within_circle(lat, lng, radius));
     }
     query
-        .order_by(
-            Expr::cust_with_values(
-                "sphere_point(lat, lng) <-> sphere_point($1, $2)",
-                [lat, lng],
-            ),
-            Order::Asc,
-        )
+        .order_by(distance_km(lat, lng), Order::Asc)
         .order_by(Column::Id, Order::Asc)
         .limit(first)
         .build(backend)
@@ -390,33 +402,29 @@ fn criteria_condition(criteria: &StationCriteria) -> Condition {
         condition = condition.add(Column::Code.eq(code.as_str()));
     }
     if let Some(bbox) = criteria.bbox {
-        // `point(lng, lat) <@ box` is what the GiST index on point(lng, lat) answers; edges
-        // count as inside.
         let (south, north) = (bbox.min_lat.degrees(), bbox.max_lat.degrees());
         let (west, east) = (bbox.min_lng.degrees(), bbox.max_lng.degrees());
-        let in_box = |west: f64, east: f64| {
-            Expr::cust_with_values(
-                "point(lng, lat) <@ box(point($1, $2), point($3, $4))",
-                [west, south, east, north],
-            )
+        let band = |west, east| {
+            in_box(DegreeBox {
+                south,
+                north,
+                west,
+                east,
+            })
         };
         condition = if west <= east {
-            condition.add(in_box(west, east))
+            condition.add(band(west, east))
         } else {
-            // Across the antimeridian: two boxes, one on each side of it.
+            // Across the antimeridian: one box on each side of it.
             condition.add(
                 Condition::any()
-                    .add(in_box(west, Longitude::MAX))
-                    .add(in_box(Longitude::MIN, east)),
+                    .add(band(west, Longitude::MAX))
+                    .add(band(Longitude::MIN, east)),
             )
         };
     }
     if let Some(circle) = criteria.within {
-        condition = condition.add(within_circle(
-            circle.lat.degrees(),
-            circle.lng.degrees(),
-            circle.radius,
-        ));
+        condition = condition.add(within_circle(circle.lat, circle.lng, circle.radius));
     }
     if let Some(range) = criteria.elevation_m {
         if let Some(gte) = range.gte {
@@ -429,21 +437,40 @@ fn criteria_condition(criteria: &StationCriteria) -> Condition {
     condition
 }
 
-/// Stations no farther than `radius` from (`lat`, `lng`), as a largest chord between unit
-/// vectors: the cube around the centre enlarged by that chord narrows the candidates through
-/// the GiST index, the exact distance decides.
-fn within_circle(lat: f64, lng: f64, radius: RadiusKm) -> Condition {
-    let angle = (radius.kilometres() / EARTH_RADIUS_KM).min(std::f64::consts::PI);
-    let chord = 2.0 * (angle / 2.0).sin();
-    Condition::all()
-        .add(Expr::cust_with_values(
-            "cube_enlarge(sphere_point($1, $2), $3, 3) @> sphere_point(lat, lng)",
-            [lat, lng, chord],
-        ))
-        .add(Expr::cust_with_values(
-            "(sphere_point(lat, lng) <-> sphere_point($1, $2)) <= $3",
-            [lat, lng, chord],
-        ))
+/// The great-circle distance in km from (`lat`, `lng`) to a station: the haversine formula on
+/// a sphere of the mean Earth radius.
+fn distance_km(lat: Latitude, lng: Longitude) -> Expr {
+    Expr::cust_with_values(
+        "2 * $3 * asin(least(1, sqrt(
+             power(sin(radians(lat - $1) / 2), 2)
+             + cos(radians($1)) * cos(radians(lat)) * power(sin(radians(lng - $2) / 2), 2))))",
+        [lat.degrees(), lng.degrees(), EARTH_RADIUS_KM],
+    )
+}
+
+/// Stations no farther than `radius` from (`lat`, `lng`): the boxes enclosing the circle
+/// narrow the candidates through the point index, the exact distance decides.
+fn within_circle(lat: Latitude, lng: Longitude, radius: RadiusKm) -> Condition {
+    let mut condition = Condition::all();
+    if let Some(boxes) = enclosing_boxes(lat, lng, radius) {
+        condition = condition.add(boxes.into_iter().fold(Condition::any(), |any, rectangle| {
+            any.add(in_box(rectangle))
+        }));
+    }
+    condition.add(distance_km(lat, lng).lte(radius.kilometres()))
+}
+
+/// `point(lng, lat) <@ box`, edges included: what the GiST index on point(lng, lat) answers.
+fn in_box(rectangle: DegreeBox) -> Expr {
+    Expr::cust_with_values(
+        "point(lng, lat) <@ box(point($1, $2), point($3, $4))",
+        [
+            rectangle.west,
+            rectangle.south,
+            rectangle.east,
+            rectangle.north,
+        ],
+    )
 }
 
 /// Escapes the LIKE wildcards so that user text matches literally.

@@ -8,6 +8,7 @@ mod health;
 mod helpers;
 mod http;
 mod ide;
+mod import;
 mod migrations;
 mod mutations;
 mod pagination;

@@ -1,0 +1,77 @@
+//! `stations-api export`: the whole table, streamed, in a format `import` reads back to the
+//! same rows (codes, names, coordinates and elevations; ids and timestamps are the database's).
+
+use std::io::Write;
+
+use futures_util::TryStreamExt;
+use sea_orm::{
+    DatabaseConnection,
+    sqlx::{self, Connection},
+};
+use serde_json::json;
+
+use crate::import::{CSV_COLUMNS, Format};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("reading the stations failed: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("writing the export failed: {0}")]
+    Write(#[from] std::io::Error),
+}
+
+/// Writes every station, ordered by id, to `out`; returns how many.
+pub async fn run(
+    db: &DatabaseConnection,
+    format: Format,
+    out: &mut (dyn Write + Send),
+) -> Result<u64, ExportError> {
+    let mut connection = db.get_postgres_connection_pool().acquire().await?;
+    // One snapshot for the count and the rows.
+    let mut transaction = connection.begin().await?;
+    sqlx::raw_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *transaction)
+        .await?;
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM stations")
+        .fetch_one(&mut *transaction)
+        .await?;
+
+    match format {
+        Format::Csv => {
+            // PostgreSQL writes the CSV itself, quoting as needed; floats in their shortest
+            // exact form, so that an import reads back the same values.
+            let statement = format!(
+                "COPY (SELECT {} FROM stations ORDER BY id) TO STDOUT WITH (FORMAT csv, HEADER true)",
+                CSV_COLUMNS.join(", ")
+            );
+            let mut chunks = transaction.copy_out_raw(&statement).await?;
+            while let Some(chunk) = chunks.try_next().await? {
+                out.write_all(&chunk)?;
+            }
+        }
+        Format::GeoJson => {
+            out.write_all(b"{\"type\":\"FeatureCollection\",\"features\":[\n")?;
+            let mut rows = sqlx::query_as::<_, (String, String, f64, f64, Option<f64>)>(
+                "SELECT code, name, lat, lng, elevation_m FROM stations ORDER BY id",
+            )
+            .fetch(&mut *transaction);
+            let mut first = true;
+            while let Some((code, name, lat, lng, elevation_m)) = rows.try_next().await? {
+                if !first {
+                    out.write_all(b",\n")?;
+                }
+                first = false;
+                let feature = json!({
+                    "type": "Feature",
+                    "geometry": { "type": "Point", "coordinates": [lng, lat] },
+                    "properties": { "code": code, "name": name, "elevation_m": elevation_m },
+                });
+                serde_json::to_writer(&mut *out, &feature).map_err(std::io::Error::from)?;
+            }
+            out.write_all(b"\n]}\n")?;
+        }
+    }
+    out.flush()?;
+    transaction.commit().await?;
+    Ok(count as u64)
+}
