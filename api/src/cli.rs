@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use crate::configuration::{Environment, Settings};
 use crate::database::{self, migrations};
 use crate::startup::Application;
-use crate::{doctor, export, healthcheck, import};
+use crate::{auth, doctor, export, healthcheck, import};
 use crate::{graphql, telemetry};
 use std::{path::PathBuf, sync::Arc};
 
@@ -69,6 +69,11 @@ pub enum Command {
         format: Option<import::Format>,
         file: Option<PathBuf>,
     },
+    /// Bearer tokens for mutations.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Ask a running server's /health/ready; exit 0 when it is ready (container healthchecks).
     Healthcheck {
         /// Defaults to http://127.0.0.1:<server.port>/health/ready.
@@ -95,6 +100,12 @@ pub enum MigrateAction {
     Status,
     /// Drop every table, then apply every migration (refused when APP_ENV=production).
     Fresh,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum TokenAction {
+    /// Print a new random token and the SHA-256 hash to put in auth.token_sha256.
+    New,
 }
 
 #[derive(Debug, Clone, Copy, Subcommand)]
@@ -170,6 +181,16 @@ pub async fn run(cli: Cli) -> Result<String, Failure> {
             .await
         }
         Command::Export { format, file } => export_stations(format, file).await,
+        Command::Token {
+            action: TokenAction::New,
+        } => {
+            let (token, hash) = auth::new_token()
+                .map_err(|error| Failure::runtime(format!("no randomness available: {error}")))?;
+            Ok(format!(
+                "token:  {token}\nsha256: {hash}\n\nGive the token to the client (Authorization: \
+                 Bearer <token>) and configure the hash:\n  APP__AUTH__TOKEN_SHA256={hash}\n"
+            ))
+        }
         Command::Db {
             action: DbAction::Create,
         } => create_database().await,

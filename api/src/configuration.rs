@@ -76,6 +76,8 @@ pub struct Settings {
     pub server: ServerSettings,
     pub database: DatabaseSettings,
     pub graphql: GraphqlSettings,
+    pub auth: AuthSettings,
+    pub metrics: MetricsSettings,
     pub log: LogSettings,
     /// The environment whose file was layered in; not itself a key.
     #[serde(skip)]
@@ -92,6 +94,12 @@ pub struct ServerSettings {
     pub port: u16,
     /// How long in-flight requests may run on after SIGTERM before the server stops anyway.
     pub shutdown_timeout_secs: u64,
+    /// A request still running after this long is answered with TIMEOUT.
+    pub request_timeout_secs: u64,
+    /// Larger request bodies are refused before they are read.
+    pub max_body_bytes: usize,
+    /// Origins (`https://app.example.com`) whose pages may call the API from a browser.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -108,6 +116,8 @@ pub struct DatabaseSettings {
     pub connect_attempts: u32,
     /// Limit on waiting for a free pooled connection before a request fails.
     pub acquire_timeout_ms: u64,
+    /// PostgreSQL cancels a statement that runs longer than this.
+    pub statement_timeout_ms: u64,
     /// Apply pending migrations at start-up (development) or refuse to start (production).
     pub migrate_on_start: bool,
     /// Where `url` came from, in words, for messages about it; not itself a key.
@@ -122,6 +132,34 @@ pub struct GraphqlSettings {
     pub ide: bool,
     /// Answer introspection queries (the IDE's docs explorer needs them).
     pub introspection: bool,
+    /// The most items one page (`first`) may hold.
+    pub max_page_size: u32,
+    /// The deepest selection nesting an operation may have.
+    pub max_depth: usize,
+    /// The highest complexity an operation may have: every field costs 1, a list field its
+    /// page size times what it selects.
+    pub max_complexity: usize,
+    /// The most fields one document may select, fragments expanded.
+    pub max_fields: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Hex SHA-256 hashes of the bearer tokens allowed to run mutations.
+    pub token_sha256: Vec<String>,
+    /// Queries need a token too.
+    pub require_for_queries: bool,
+    /// Mutations without a token (development only).
+    pub allow_unauthenticated_writes: bool,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    pub enabled: bool,
+    /// Empty: /metrics on the main port; else the address of a listener of its own.
+    pub listen: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -182,7 +220,11 @@ impl Settings {
                 config::Environment::with_prefix(ENV_PREFIX)
                     .prefix_separator(ENV_SEPARATOR)
                     .separator(ENV_SEPARATOR)
-                    .try_parsing(true),
+                    .try_parsing(true)
+                    // Lists come comma-separated: APP__AUTH__TOKEN_SHA256=<hash>,<hash>
+                    .list_separator(",")
+                    .with_list_parse_key("auth.token_sha256")
+                    .with_list_parse_key("server.cors_allowed_origins"),
             )
             .set_override_option("database.url", env::var("DATABASE_URL").ok())
             .and_then(|builder| builder.build())
@@ -301,6 +343,10 @@ impl DatabaseSettings {
 
     pub fn acquire_timeout(&self) -> Duration {
         Duration::from_millis(self.acquire_timeout_ms)
+    }
+
+    pub fn statement_timeout(&self) -> Duration {
+        Duration::from_millis(self.statement_timeout_ms)
     }
 
     fn check_url(&self) -> Result<(), String> {

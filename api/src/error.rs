@@ -25,10 +25,24 @@ pub enum ApiError {
     #[error("{message}")]
     Conflict { field: String, message: String },
 
+    /// `UNAUTHENTICATED`: the operation needs a valid bearer token. The message does not say
+    /// whether it was missing or wrong.
+    #[error("a valid bearer token is required (Authorization: Bearer <token>)")]
+    Unauthenticated,
+
+    /// `TIMEOUT`: the database took longer than the statement timeout and was stopped.
+    #[error("the database took longer than the server allows and the query was cancelled")]
+    Timeout(#[source] DbErr),
+
     /// `SERVICE_UNAVAILABLE`: the database cannot be reached right now; the same request may
     /// succeed shortly.
     #[error("the database is unavailable right now; retry shortly")]
     ServiceUnavailable(#[source] DbErr),
+
+    /// `SERVICE_UNAVAILABLE` too: every database connection is busy and none became free in
+    /// time (`database.acquire_timeout_ms`). The database itself is fine.
+    #[error("the server is busy: no database connection became free in time; retry shortly")]
+    Busy,
 
     /// `INTERNAL`: anything else. The client gets this fixed message; the log gets the cause.
     #[error("internal error; the server log has the details")]
@@ -49,7 +63,9 @@ impl ApiError {
             Self::BadUserInput { .. } => "BAD_USER_INPUT",
             Self::NotFound { .. } => "NOT_FOUND",
             Self::Conflict { .. } => "CONFLICT",
-            Self::ServiceUnavailable(_) => "SERVICE_UNAVAILABLE",
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::Timeout(_) => "TIMEOUT",
+            Self::ServiceUnavailable(_) | Self::Busy => "SERVICE_UNAVAILABLE",
             Self::Internal(_) => "INTERNAL",
         }
     }
@@ -64,8 +80,15 @@ impl ApiError {
 
 impl From<DbErr> for ApiError {
     fn from(error: DbErr) -> Self {
-        if database::is_unavailable(&error) {
+        if matches!(
+            error,
+            DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout)
+        ) {
+            Self::Busy
+        } else if database::is_unavailable(&error) {
             Self::ServiceUnavailable(error)
+        } else if database::is_timeout(&error) {
+            Self::Timeout(error)
         } else {
             Self::Internal(error.into())
         }
@@ -81,8 +104,11 @@ impl From<ApiError> for async_graphql::Error {
             ApiError::Internal(cause) => {
                 tracing::error!(error = causes(cause.as_ref()), "request failed");
             }
-            ApiError::ServiceUnavailable(cause) => {
-                tracing::warn!(error = %cause, "database unavailable");
+            // Said once per outage by the database health watcher, not once per request.
+            ApiError::ServiceUnavailable(_) => {}
+            ApiError::Busy => tracing::warn!("no database connection became free in time"),
+            ApiError::Timeout(cause) => {
+                tracing::warn!(error = %cause, "statement cancelled by the statement timeout");
             }
             _ => {}
         }

@@ -1,3 +1,4 @@
+pub mod auth;
 pub mod cli;
 pub mod configuration;
 pub mod database;
@@ -8,6 +9,7 @@ pub mod export;
 pub mod graphql;
 pub mod healthcheck;
 pub mod import;
+pub mod metrics;
 pub mod routes;
 pub mod service;
 pub mod startup;

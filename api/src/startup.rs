@@ -4,19 +4,29 @@ use std::{future::Future, io, sync::Arc, time::Duration};
 
 use axum::{
     Router,
-    extract::Request,
-    http::Response,
+    extract::{DefaultBodyLimit, Request},
+    http::{HeaderName, HeaderValue, Method, Response, header},
+    middleware,
     routing::{get, post},
 };
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
-use tower_http::trace::TraceLayer;
+use tower_http::{
+    cors::{AllowOrigin, CorsLayer},
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
 use tracing::{Span, field::Empty};
 
+use crate::auth::{Authenticator, NoTokenConfigured};
 use crate::configuration::{DatabaseSettings, Settings};
-use crate::database::{self, ConnectError, migrations};
+use crate::database::{self, ConnectError, health::DatabaseHealth, migrations};
+use crate::graphql::limits::Limits;
 use crate::graphql::{AppSchema, build_schema};
+use crate::metrics::Metrics;
 use crate::routes;
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -26,6 +36,10 @@ pub struct AppState {
     /// For explaining an unreachable database in readiness answers.
     pub database_settings: Arc<DatabaseSettings>,
     pub ide_enabled: bool,
+    pub authenticator: Arc<Authenticator>,
+    pub limits: Limits,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<DatabaseHealth>,
 }
 
 /// Why the server did not start.
@@ -35,16 +49,20 @@ pub enum StartupError {
     Connect(#[from] ConnectError),
     #[error(transparent)]
     Schema(#[from] migrations::SchemaNotCurrent),
+    #[error(transparent)]
+    Auth(#[from] NoTokenConfigured),
     #[error("could not listen on {address}: {source}")]
     Bind { address: String, source: io::Error },
 }
 
-/// A server bound to its port, not yet serving.
+/// A server bound to its port(s), not yet serving.
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    /// `/metrics` on a listener of its own, when `metrics.listen` names one.
+    metrics: Option<(TcpListener, Router)>,
     port: u16,
-    db: DatabaseConnection,
+    state: AppState,
     shutdown_timeout: Duration,
 }
 
@@ -52,34 +70,65 @@ impl Application {
     /// Connects to the database (waiting for it as configured), brings the schema up to date
     /// or refuses to start, and binds the listening socket.
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
-        let db = database::connect_with_retry(&settings.database).await?;
-        migrations::prepare_schema(&db, settings.database.migrate_on_start).await?;
+        // Migrations run without the statement timeout that requests get.
+        let maintenance = database::connect_with_retry(&settings.database).await?;
+        migrations::prepare_schema(&maintenance, settings.database.migrate_on_start).await?;
+        let _ = maintenance.close().await;
+        let db = database::connect_for_requests(&settings.database).await?;
         Self::build_with_database(settings, db).await
     }
 
     /// Binds the listening socket for a database that is already connected and current.
     pub async fn build_with_database(
         settings: &Settings,
-        db: DatabaseConnection,
+        mut db: DatabaseConnection,
     ) -> Result<Self, StartupError> {
-        let address = format!("{}:{}", settings.server.host, settings.server.port);
-        let bind_error = |source| StartupError::Bind {
-            address: address.clone(),
-            source,
-        };
-        let listener = TcpListener::bind(&address).await.map_err(bind_error)?;
-        let port = listener.local_addr().map_err(bind_error)?.port();
+        let authenticator = Authenticator::new(&settings.auth)?;
+        if authenticator.writes_are_open() {
+            tracing::warn!(
+                "MUTATIONS NEED NO TOKEN: auth.allow_unauthenticated_writes is on, so anyone who \
+                 can reach this server can change stations. Never in production."
+            );
+        }
+        let metrics = Arc::new(Metrics::default());
+        {
+            let metrics = Arc::clone(&metrics);
+            db.set_metric_callback(move |info| metrics.record_statement(info.elapsed, info.failed));
+        }
+        let limits = Limits::new(&settings.graphql, &settings.server);
         let state = AppState {
-            schema: build_schema(db.clone(), &settings.graphql),
-            db: db.clone(),
+            schema: build_schema(db.clone(), &settings.graphql, limits),
+            db,
             database_settings: Arc::new(settings.database.clone()),
             ide_enabled: settings.graphql.ide,
+            authenticator: Arc::new(authenticator),
+            limits,
+            metrics,
+            health: Arc::new(DatabaseHealth::default()),
         };
+
+        let address = format!("{}:{}", settings.server.host, settings.server.port);
+        let listener = bind(&address).await?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind { address, source })?
+            .port();
+        let separate_metrics = settings.metrics.enabled && !settings.metrics.listen.is_empty();
+        let metrics = if separate_metrics {
+            let metrics_router = Router::new()
+                .route("/metrics", get(routes::metrics::render))
+                .with_state(state.clone());
+            Some((bind(&settings.metrics.listen).await?, metrics_router))
+        } else {
+            None
+        };
+        let metrics_on_main_port = settings.metrics.enabled && !separate_metrics;
         Ok(Self {
+            router: router(state.clone(), settings, metrics_on_main_port),
             listener,
-            router: router(state),
+            metrics,
             port,
-            db,
+            state,
             shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
         })
     }
@@ -100,17 +149,32 @@ impl Application {
         self,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
-        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let watcher = tokio::spawn(
+            Arc::clone(&self.state.health).watch((*self.state.database_settings).clone()),
+        );
+        let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+        let mut metrics_stopping = stopping_rx.clone();
+        let metrics_server = self.metrics.map(|(listener, router)| {
+            tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = metrics_stopping.wait_for(|stopping| *stopping).await;
+                };
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            })
+        });
         let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
             stop.await;
             tracing::info!("shutting down: no new connections, finishing requests in flight");
-            let _ = stopping_tx.send(());
+            let _ = stopping_tx.send(true);
         });
+        let mut deadline_rx = stopping_rx;
+        let shutdown_timeout = self.shutdown_timeout;
         let deadline = async move {
-            if stopping_rx.await.is_ok() {
-                tokio::time::sleep(self.shutdown_timeout).await;
+            if deadline_rx.wait_for(|stopping| *stopping).await.is_ok() {
+                tokio::time::sleep(shutdown_timeout).await;
             } else {
-                // The server ended without a shutdown signal; nothing to time.
                 std::future::pending::<()>().await;
             }
         };
@@ -118,13 +182,17 @@ impl Application {
             result = server => result,
             () = deadline => {
                 tracing::warn!(
-                    timeout_secs = self.shutdown_timeout.as_secs(),
+                    timeout_secs = shutdown_timeout.as_secs(),
                     "requests still in flight after the shutdown timeout; stopping anyway"
                 );
                 Ok(())
             }
         };
-        if let Err(error) = self.db.close_by_ref().await {
+        watcher.abort();
+        if let Some(metrics_server) = metrics_server {
+            metrics_server.abort();
+        }
+        if let Err(error) = self.state.db.close_by_ref().await {
             tracing::warn!(error = %error, "closing the database pool failed");
         }
         tracing::info!("stopped");
@@ -132,23 +200,60 @@ impl Application {
     }
 }
 
-/// The HTTP routes, with one tracing span per request.
-pub fn router(state: AppState) -> Router {
-    Router::new()
+async fn bind(address: &str) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| StartupError::Bind {
+            address: address.to_owned(),
+            source,
+        })
+}
+
+/// The HTTP routes, with a request id and one tracing span per request.
+pub fn router(state: AppState, settings: &Settings, metrics_on_main_port: bool) -> Router {
+    let mut router = Router::new()
         .route(
             "/graphql",
-            post(routes::graphql::execute).get(routes::ide::page),
+            post(routes::graphql::execute)
+                .get(routes::ide::page)
+                .layer(DefaultBodyLimit::max(settings.server.max_body_bytes)),
         )
         .route("/graphql/assets/{name}", get(routes::ide::asset))
         .route("/health/live", get(routes::health::live))
-        .route("/health/ready", get(routes::health::ready))
+        .route("/health/ready", get(routes::health::ready));
+    if metrics_on_main_port {
+        router = router.route("/metrics", get(routes::metrics::render));
+    }
+    if !settings.server.cors_allowed_origins.is_empty() {
+        let origins: Vec<HeaderValue> = settings
+            .server
+            .cors_allowed_origins
+            .iter()
+            .filter_map(|origin| HeaderValue::from_str(origin).ok())
+            .collect();
+        router = router.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([Method::GET, Method::POST])
+                .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+                .max_age(Duration::from_secs(600)),
+        );
+    }
+    router
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|request: &Request| {
+                    let request_id = request
+                        .headers()
+                        .get(&REQUEST_ID)
+                        .and_then(|value| value.to_str().ok())
+                        .unwrap_or_default();
                     tracing::info_span!(
                         "request",
+                        request_id,
                         method = %request.method(),
                         path = %request.uri().path(),
+                        operation = Empty,
                         status = Empty,
                         latency_ms = Empty,
                     )
@@ -165,7 +270,27 @@ pub fn router(state: AppState) -> Router {
                 })
                 .on_failure(()),
         )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+        .layer(middleware::map_request(drop_unusable_request_id))
         .with_state(state)
+}
+
+/// A client's own `x-request-id` is kept when it is a short token; anything else (long, or
+/// with spaces or quotes that would garble log lines) is replaced by a generated one.
+async fn drop_unusable_request_id(mut request: Request) -> Request {
+    let usable = request.headers().get(&REQUEST_ID).is_none_or(|value| {
+        let bytes = value.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= 64
+            && bytes
+                .iter()
+                .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'))
+    });
+    if !usable {
+        request.headers_mut().remove(&REQUEST_ID);
+    }
+    request
 }
 
 async fn shutdown_signal() {

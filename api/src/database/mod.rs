@@ -2,6 +2,7 @@
 //! apart.
 
 pub mod diagnosis;
+pub mod health;
 pub mod migrations;
 pub mod schema_drift;
 
@@ -81,15 +82,36 @@ pub async fn probe(settings: &DatabaseSettings) -> Result<PgConnection, ConnectE
 }
 
 /// Checks that the database accepts a connection, then opens the pool, so that a wrong URL
-/// fails here, explained, and not on the first request.
+/// fails here, explained, and not on the first request. For commands: no statement timeout,
+/// since migrations and imports may run long.
 pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, ConnectError> {
+    open_pool(settings, None).await
+}
+
+/// [`connect`] for serving requests: PostgreSQL cancels any statement that runs longer than
+/// `database.statement_timeout_ms`, so that a slow query is stopped in the database and not
+/// only abandoned by the client.
+pub async fn connect_for_requests(
+    settings: &DatabaseSettings,
+) -> Result<DatabaseConnection, ConnectError> {
+    open_pool(settings, Some(settings.statement_timeout())).await
+}
+
+async fn open_pool(
+    settings: &DatabaseSettings,
+    statement_timeout: Option<std::time::Duration>,
+) -> Result<DatabaseConnection, ConnectError> {
     let probe = probe(settings).await?;
     let _ = probe.close().await;
+    let mut options = connect_options(settings).await?;
+    if let Some(timeout) = statement_timeout {
+        options = options.options([("statement_timeout", format!("{}ms", timeout.as_millis()))]);
+    }
     let pool = PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .min_connections(settings.min_connections)
         .acquire_timeout(settings.acquire_timeout())
-        .connect_lazy_with(connect_options(settings).await?);
+        .connect_lazy_with(options);
     Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
 }
 
@@ -149,6 +171,17 @@ pub fn is_unavailable(error: &DbErr) -> bool {
                 }),
                 _ => false,
             }
+        }
+        _ => false,
+    }
+}
+
+/// Whether a statement was cancelled for running longer than the statement timeout.
+pub fn is_timeout(error: &DbErr) -> bool {
+    match error {
+        DbErr::Exec(RuntimeErr::SqlxError(error)) | DbErr::Query(RuntimeErr::SqlxError(error)) => {
+            // 57014 query_canceled: what statement_timeout raises.
+            matches!(error.as_ref(), sqlx::Error::Database(error) if error.code().as_deref() == Some("57014"))
         }
         _ => false,
     }

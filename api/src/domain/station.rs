@@ -159,4 +159,32 @@ mod tests {
         };
         assert!(!changes.is_empty());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn coordinates_are_accepted_exactly_in_range(value in proptest::num::f64::ANY) {
+            proptest::prop_assert_eq!(
+                Latitude::parse(value).is_ok(),
+                value.is_finite() && (-90.0..=90.0).contains(&value)
+            );
+            proptest::prop_assert_eq!(
+                Longitude::parse(value).is_ok(),
+                value.is_finite() && (-180.0..=180.0).contains(&value)
+            );
+        }
+
+        #[test]
+        fn a_printable_name_is_kept_exactly(name in "\\PC{1,200}") {
+            match StationName::parse(name.clone()) {
+                Ok(parsed) => proptest::prop_assert_eq!(parsed.as_str(), name.as_str()),
+                Err(_) => proptest::prop_assert!(name.trim().is_empty()),
+            }
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics_the_parsers(text in ".*") {
+            let _ = StationName::parse(text.clone());
+            let _ = StationCode::parse(text);
+        }
+    }
 }

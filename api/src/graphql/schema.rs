@@ -3,6 +3,7 @@
 use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
 use sea_orm::DatabaseConnection;
 
+use super::limits::Limits;
 use super::mutation::station::StationMutation;
 use super::query::station::StationQuery;
 use crate::configuration::GraphqlSettings;
@@ -27,8 +28,16 @@ fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
 
 /// The schema served over HTTP, built once at start-up; resolvers reach the database through
 /// its data, so a missing handle is a start-up error rather than a request-time one.
-pub fn build_schema(db: DatabaseConnection, settings: &GraphqlSettings) -> AppSchema {
-    let mut builder = builder().data(db);
+pub fn build_schema(
+    db: DatabaseConnection,
+    settings: &GraphqlSettings,
+    limits: Limits,
+) -> AppSchema {
+    let mut builder = builder()
+        .data(db)
+        .data(limits)
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity);
     if !settings.introspection {
         builder = builder.disable_introspection();
     }

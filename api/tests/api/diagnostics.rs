@@ -2,12 +2,7 @@
 //! start-up and in readiness. Every case checks the key facts of the message, the exit code,
 //! and that the password appears nowhere.
 
-use std::{
-    io::{BufRead, BufReader},
-    process::Stdio,
-    sync::mpsc,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use sea_orm::{
     SqlxPostgresConnector,
@@ -18,7 +13,9 @@ use serde_json::Value;
 use stations_api::database::migrations::{self, MigrationStep};
 use stations_api::startup::Application;
 
-use crate::helpers::{TestDatabase, migration_names, run, stations_api, test_settings};
+use crate::helpers::{
+    ServerProcess, TestDatabase, migration_names, run, stations_api, test_settings,
+};
 use crate::scram_cluster::{ClusterOptions, ScramCluster, free_port};
 
 const PASSWORD: &str = "s3cret-Passw0rd";
@@ -351,36 +348,15 @@ async fn tls_required_by_the_url_but_not_offered_names_the_sslmode_to_set() {
 fn start_up_waits_for_a_database_that_starts_late() {
     let port = free_port();
     let url = format!("postgres://late:{PASSWORD}@127.0.0.1:{port}/postgres?sslmode=disable");
-    let mut server = stations_api(&["serve"])
-        .env("DATABASE_URL", &url)
-        .env("APP__DATABASE__CONNECT_ATTEMPTS", "30")
-        .env("APP__DATABASE__MIGRATE_ON_START", "true")
-        .env("APP__LOG__FORMAT", "json")
-        .env("APP__LOG__FILTER", "info,sqlx=warn")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the server");
-    let (lines_tx, lines) = mpsc::channel::<String>();
-    let stderr = server.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
-    let mut log = Vec::new();
-    let mut wait_for = |predicate: &dyn Fn(&str) -> bool| -> Option<String> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
-            log.push(line.clone());
-            if predicate(&line) {
-                return Some(line);
-            }
-        }
-        None
-    };
-
-    wait_for(&|line| line.contains("retry_in_ms"))
+    let mut server = ServerProcess::spawn(
+        &url,
+        &[
+            ("APP__DATABASE__CONNECT_ATTEMPTS", "30"),
+            ("APP__DATABASE__MIGRATE_ON_START", "true"),
+        ],
+    );
+    server
+        .wait_for(|line| line.contains("retry_in_ms"), Duration::from_secs(30))
         .expect("a log line for the failed first attempt");
     let cluster = ScramCluster::start_server(
         "late",
@@ -390,7 +366,11 @@ fn start_up_waits_for_a_database_that_starts_late() {
             port: Some(port),
         },
     );
-    let listening = wait_for(&|line| line.contains("\"listening\""))
+    let listening = server
+        .wait_for(
+            |line| line.contains("\"listening\""),
+            Duration::from_secs(60),
+        )
         .expect("the server starts once the database is up");
     let record: Value = serde_json::from_str(&listening).unwrap();
     let address = record["address"].as_str().unwrap().to_owned();
@@ -402,15 +382,11 @@ fn start_up_waits_for_a_database_that_starts_late() {
     ]));
     assert!(output.status.success(), "{ready}");
 
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status();
-    let status = server.wait().unwrap();
-    assert!(status.success(), "SIGTERM stops the server cleanly");
-    while let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
-        log.push(line);
-    }
-    let log = log.join("\n");
+    assert!(
+        server.terminate().success(),
+        "SIGTERM stops the server cleanly"
+    );
+    let log = server.log.join("\n");
     assert!(
         log.contains(&format!("127.0.0.1:{port} (connection refused)")),
         "{log}"

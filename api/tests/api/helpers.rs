@@ -427,3 +427,108 @@ pub fn migration_names() -> Vec<String> {
         .map(|migration| migration.name().to_owned())
         .collect()
 }
+
+/// `stations-api serve` as a process of its own, logging JSON lines to a pipe the test reads.
+pub struct ServerProcess {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Every log line read so far.
+    pub log: Vec<String>,
+}
+
+impl ServerProcess {
+    /// Starts the server on a free port against `database_url`, with `env` on top of the test
+    /// configuration; does not wait for it.
+    pub fn spawn(database_url: &str, env: &[(&str, &str)]) -> Self {
+        let mut command = stations_api(&["serve"]);
+        command
+            .env("DATABASE_URL", database_url)
+            .env("APP__SERVER__PORT", "0")
+            .env("APP__LOG__FORMAT", "json")
+            .env("APP__LOG__FILTER", "info,sqlx=warn")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let mut child = command.spawn().expect("start stations-api serve");
+        let stderr = child.stderr.take().expect("piped standard error");
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            log: Vec::new(),
+        }
+    }
+
+    /// Starts the server and waits until it listens; returns it with its base URL.
+    pub fn start(database_url: &str, env: &[(&str, &str)]) -> (Self, String) {
+        let mut server = Self::spawn(database_url, env);
+        let listening = server
+            .wait_for(
+                |line| line.contains("\"listening\""),
+                std::time::Duration::from_secs(60),
+            )
+            .unwrap_or_else(|| panic!("the server did not start:\n{}", server.log.join("\n")));
+        let record: Value = serde_json::from_str(&listening).expect("a JSON log line");
+        let address = record["address"].as_str().expect("an address").to_owned();
+        (server, format!("http://{address}"))
+    }
+
+    /// The first log line from now on that `wanted` accepts, if one comes within `timeout`.
+    pub fn wait_for(
+        &mut self,
+        wanted: impl Fn(&str) -> bool,
+        timeout: std::time::Duration,
+    ) -> Option<String> {
+        let deadline = std::time::Instant::now() + timeout;
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+        {
+            self.log.push(line.clone());
+            if wanted(&line) {
+                return Some(line);
+            }
+        }
+        None
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns its status and reads the rest
+    /// of its log.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().expect("wait for the server");
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(std::time::Duration::from_millis(200))
+        {
+            self.log.push(line);
+        }
+        status
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

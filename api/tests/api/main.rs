@@ -1,5 +1,6 @@
 //! Black-box tests: the real server over real HTTP, on a real PostgreSQL database per test.
 
+mod bad_input;
 mod cli;
 mod container;
 mod diagnostics;
@@ -11,6 +12,8 @@ mod ide;
 mod import;
 mod migrations;
 mod mutations;
+mod outage;
 mod pagination;
+mod production;
 mod queries;
 mod scram_cluster;

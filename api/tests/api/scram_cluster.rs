@@ -19,6 +19,8 @@ pub struct ScramCluster {
     bin: PathBuf,
     pub port: u16,
     tls_only: bool,
+    /// The server settings passed with `pg_ctl start -o`.
+    server_options: String,
 }
 
 /// `docker-compose.yml`'s `POSTGRES_INITDB_ARGS`: scram for every host line; the socket stays
@@ -101,26 +103,43 @@ impl ScramCluster {
         fs::write(&hba, rules).expect("write pg_hba.conf");
 
         let port = options.port.unwrap_or_else(free_port);
-        let mut start = as_cluster_owner(&bin.join("pg_ctl"));
-        start
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(directory.join("server.log"))
-            .arg("-o")
-            .arg(format!(
+        let cluster = Self {
+            server_options: format!(
                 "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={} -c fsync=off{server_settings}",
                 directory.display()
-            ))
-            .arg("-w")
-            .arg("start");
-        check(run(&mut start));
-        Self {
+            ),
             directory,
             bin,
             port,
             tls_only: options.tls_only,
-        }
+        };
+        cluster.start_again();
+        cluster
+    }
+
+    /// Starts the server again after [`stop_immediately`](Self::stop_immediately), on the
+    /// same port with the same data.
+    pub fn start_again(&self) {
+        let mut start = as_cluster_owner(&self.bin.join("pg_ctl"));
+        start
+            .arg("-D")
+            .arg(self.directory.join("data"))
+            .arg("-l")
+            .arg(self.directory.join("server.log"))
+            .arg("-o")
+            .arg(&self.server_options)
+            .arg("-w")
+            .arg("start");
+        check(run(&mut start));
+    }
+
+    /// Stops the server the hard way, as a crash would: no checkpoint, sessions cut.
+    pub fn stop_immediately(&self) {
+        let mut stop = as_cluster_owner(&self.bin.join("pg_ctl"));
+        stop.arg("-D")
+            .arg(self.directory.join("data"))
+            .args(["-m", "immediate", "-w", "stop"]);
+        check(run(&mut stop));
     }
 
     pub async fn create_database(&self, user: &str, password: &str, database: &str) {

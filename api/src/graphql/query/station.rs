@@ -3,6 +3,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::domain::{Latitude, Longitude, RadiusKm};
 use crate::error::ApiError;
+use crate::graphql::limits::Limits;
 use crate::graphql::types::connection::StationConnection;
 use crate::graphql::types::cursor;
 use crate::graphql::types::geo::StationDistance;
@@ -25,17 +26,22 @@ impl StationQuery {
 
     /// Stations, a page at a time: pass `pageInfo.endCursor` as `after` for the next page.
     /// Pages stay consistent while stations are added between requests.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, i32::MAX) as usize * child_complexity")]
     async fn stations(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20, desc = "How many stations, 0 to 100.")] first: Option<i32>,
+        #[graphql(
+            default = 20,
+            desc = "How many stations: up to graphql.max_page_size (100 unless configured)."
+        )]
+        first: Option<i32>,
         #[graphql(desc = "A cursor from the previous page, with the same orderBy.")] after: Option<
             String,
         >,
         filter: Option<StationFilter>,
         #[graphql(desc = "Default: by id, ascending.")] order_by: Option<StationOrder>,
     ) -> Result<StationConnection> {
-        let first = page_size(first.unwrap_or(20), "first")?;
+        let first = page_size(first.unwrap_or(20), "first", ctx.data::<Limits>()?)?;
         let ordering = order_by.map(StationOrdering::from).unwrap_or_default();
         let criteria = filter
             .map(|filter| filter.validate("filter"))
@@ -54,13 +60,18 @@ impl StationQuery {
     /// The stations nearest to a point, nearest first (ties by id), each with its distance;
     /// with `radiusKm`, only those within that distance. Without it, the `first` nearest
     /// anywhere on Earth.
+    #[graphql(complexity = "first.unwrap_or(10).clamp(1, i32::MAX) as usize * child_complexity")]
     async fn stations_near(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Latitude of the point, -90 to 90.")] lat: f64,
         #[graphql(desc = "Longitude of the point, -180 to 180.")] lng: f64,
         #[graphql(desc = "Greatest distance in kilometres, 0 or more.")] radius_km: Option<f64>,
-        #[graphql(default = 10, desc = "How many stations, 0 to 100.")] first: Option<i32>,
+        #[graphql(
+            default = 10,
+            desc = "How many stations: up to graphql.max_page_size (100 unless configured)."
+        )]
+        first: Option<i32>,
     ) -> Result<Vec<StationDistance>> {
         let lat = Latitude::parse(lat).map_err(at("lat"))?;
         let lng = Longitude::parse(lng).map_err(at("lng"))?;
@@ -68,7 +79,7 @@ impl StationQuery {
             .map(RadiusKm::parse)
             .transpose()
             .map_err(at("radiusKm"))?;
-        let first = page_size(first.unwrap_or(10), "first")?;
+        let first = page_size(first.unwrap_or(10), "first", ctx.data::<Limits>()?)?;
         let db = ctx.data::<DatabaseConnection>()?;
         let nearby = service::nearest(db, lat, lng, radius, first)
             .await

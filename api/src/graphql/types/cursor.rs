@@ -163,4 +163,44 @@ mod tests {
             );
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn decoding_arbitrary_text_never_panics(text in ".*") {
+            let _ = decode(&text, StationOrdering::default(), "after");
+        }
+
+        #[test]
+        fn decoding_arbitrary_bytes_in_base64_never_panics(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..96)
+        ) {
+            let cursor = URL_SAFE_NO_PAD.encode(bytes);
+            for field in [SortField::Id, SortField::Name, SortField::CreatedAt] {
+                let _ = decode(&cursor, ordering(field, SortDirection::Asc), "after");
+            }
+        }
+
+        #[test]
+        fn every_name_position_round_trips(
+            name in ".{0,80}",
+            id in proptest::prelude::any::<i32>(),
+            descending in proptest::prelude::any::<bool>(),
+        ) {
+            let direction = if descending { SortDirection::Desc } else { SortDirection::Asc };
+            let by_name = ordering(SortField::Name, direction);
+            let position = KeysetPosition { key: SortKey::Name(name), id };
+            proptest::prop_assert_eq!(decode(&encode(&position, by_name), by_name, "after").unwrap(), position);
+        }
+
+        #[test]
+        fn every_creation_time_round_trips(
+            micros in -62_135_596_800_000_000i64..253_402_300_799_000_000i64,
+            id in proptest::prelude::any::<i32>(),
+        ) {
+            let by_time = ordering(SortField::CreatedAt, SortDirection::Asc);
+            let at = DateTime::from_timestamp_micros(micros).unwrap();
+            let position = KeysetPosition { key: SortKey::CreatedAt(at), id };
+            proptest::prop_assert_eq!(decode(&encode(&position, by_time), by_time, "after").unwrap(), position);
+        }
+    }
 }

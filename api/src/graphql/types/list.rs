@@ -6,23 +6,21 @@ use super::geo::WithinRadius;
 use super::station::at;
 use crate::domain::{Latitude, Longitude};
 use crate::error::ApiError;
+use crate::graphql::limits::Limits;
 use crate::service::station::{
     BoundingBox as BoxCriterion, ElevationRange, SortDirection, SortField, StationCriteria,
     StationOrdering,
 };
 
-/// The most rows one page may hold.
-pub const MAX_PAGE_SIZE: i32 = 100;
-
-/// Checks `first` against the page size limit.
-pub fn page_size(first: i32, field: &str) -> Result<u64, ApiError> {
-    if (0..=MAX_PAGE_SIZE).contains(&first) {
-        Ok(first as u64)
-    } else {
-        Err(ApiError::bad_input(
+/// Checks `first` against the page size limit, `graphql.max_page_size`.
+pub fn page_size(first: i32, field: &str, limits: &Limits) -> Result<u64, ApiError> {
+    let max = limits.max_page_size;
+    match u32::try_from(first) {
+        Ok(size) if size <= max => Ok(u64::from(size)),
+        _ => Err(ApiError::bad_input(
             field,
-            format!("must be between 0 and {MAX_PAGE_SIZE} (got {first})"),
-        ))
+            format!("must be between 0 and {max} (got {first})"),
+        )),
     }
 }
 
