@@ -16,4 +16,5 @@ mod outage;
 mod pagination;
 mod production;
 mod queries;
+mod round_trips;
 mod scram_cluster;
