@@ -21,6 +21,7 @@ use tracing::{Span, field::Empty};
 use crate::auth::{Authenticator, NoTokenConfigured};
 use crate::configuration::{DatabaseSettings, Settings};
 use crate::database::{self, ConnectError, health::DatabaseHealth, migrations};
+use crate::graphql::document_cache::DocumentCache;
 use crate::graphql::limits::Limits;
 use crate::graphql::{AppSchema, build_schema};
 use crate::metrics::Metrics;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
     pub health: Arc<DatabaseHealth>,
+    /// Documents already parsed, by query text.
+    pub documents: Arc<DocumentCache>,
 }
 
 /// Why the server did not start.
@@ -105,6 +108,7 @@ impl Application {
             limits,
             metrics,
             health: Arc::new(DatabaseHealth::default()),
+            documents: Arc::new(DocumentCache::default()),
         };
 
         let address = format!("{}:{}", settings.server.host, settings.server.port);

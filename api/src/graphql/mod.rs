@@ -1,5 +1,6 @@
 //! The GraphQL schema: types, query and mutation fields.
 
+pub mod document_cache;
 pub mod limits;
 mod mutation;
 mod query;

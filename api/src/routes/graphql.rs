@@ -56,30 +56,42 @@ async fn run(
         (name, code, refusal(status, code, message))
     };
 
-    // Nesting first: the parser is recursive, and deep enough input would exhaust its stack.
-    if limits::nesting_depth(&request.query) > MAX_NESTING {
-        return refuse(
-            "QUERY_TOO_DEEP",
-            StatusCode::OK,
-            format!("the query nests brackets deeper than {MAX_NESTING} levels"),
-        );
-    }
-    let (operation_name, kind, fields, writes) = match request.parsed_query() {
-        Err(error) => return refuse("GRAPHQL_PARSE_FAILED", StatusCode::OK, error.message),
-        Ok(document) => {
-            let writes = limits::has_mutation(document);
-            match limits::selected_operation(document, named.as_deref()) {
-                Some((name, kind, selection)) => (
-                    name.map(str::to_owned),
-                    Some(kind),
-                    limits::field_count(document, selection),
-                    writes,
-                ),
-                // Let validation explain which operation is missing.
-                None => (named.clone(), None, 0, writes),
+    let document = match state.documents.get(&request.query) {
+        Some(document) => document,
+        None => {
+            // Nesting first: the parser is recursive, and deep enough input would exhaust its
+            // stack. A kept document passed this check when it was first parsed.
+            if limits::nesting_depth(&request.query) > MAX_NESTING {
+                return refuse(
+                    "QUERY_TOO_DEEP",
+                    StatusCode::OK,
+                    format!("the query nests brackets deeper than {MAX_NESTING} levels"),
+                );
+            }
+            match async_graphql::parser::parse_query(&request.query) {
+                Ok(document) => {
+                    state.documents.insert(&request.query, &document);
+                    document
+                }
+                Err(error) => {
+                    let error = async_graphql::ServerError::from(error);
+                    return refuse("GRAPHQL_PARSE_FAILED", StatusCode::OK, error.message);
+                }
             }
         }
     };
+    let writes = limits::has_mutation(&document);
+    let (operation_name, kind, fields) =
+        match limits::selected_operation(&document, named.as_deref()) {
+            Some((name, kind, selection)) => (
+                name.map(str::to_owned),
+                Some(kind),
+                limits::field_count(&document, selection),
+            ),
+            // Let validation explain which operation is missing.
+            None => (named.clone(), None, 0),
+        };
+    request.set_parsed_query(document);
     let operation = operation_name.unwrap_or_else(|| "anonymous".to_owned());
 
     let write = kind.map_or(writes, |kind| kind == OperationType::Mutation);
