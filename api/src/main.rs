@@ -3,6 +3,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use stations_api::cli::{self, Cli};
 
+// A GraphQL request is hundreds of small allocations (one boxed future and one map entry per
+// field, the JSON answer): mimalloc serves them faster than glibc's allocator. Measured with
+// bench/run: +25 % requests/s for station(id) and first pages, for ~10 MB more resident memory.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     match cli::run(Cli::parse()).await {
