@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 
 use crate::configuration::{Environment, Settings};
 use crate::database::{self, migrations};
-use crate::startup::Application;
+use crate::startup::{Application, shutdown_signal};
 use crate::{auth, doctor, export, healthcheck, import};
 use crate::{graphql, telemetry};
 use std::{path::PathBuf, sync::Arc};
@@ -213,13 +213,15 @@ async fn serve() -> Result<(), Failure> {
     let application = Application::build(&settings)
         .await
         .map_err(Failure::runtime)?;
+    // Before "listening": whoever waits for that line may send SIGTERM at once.
+    let stop = shutdown_signal();
     tracing::info!(
         address = format!("{}:{}", settings.server.host, application.port()),
         ide = settings.graphql.ide,
         "listening"
     );
     application
-        .run_until_stopped()
+        .run_until(stop)
         .await
         .map_err(|error| Failure::runtime(format!("the server stopped with an error: {error}")))
 }
