@@ -274,3 +274,63 @@ async fn total_count_covers_all_pages() {
         2
     );
 }
+
+/// `edges` is answered in one pass when its selection is plain, and by async-graphql's own
+/// resolvers otherwise: both must give the same answer, byte for byte (key order included).
+#[tokio::test]
+async fn a_plain_edge_selection_and_one_through_fragments_answer_the_same() {
+    let app = spawn_app().await;
+    app.create_station("SAME1", "Zürich HB", 47.3779, 8.5403)
+        .await;
+    app.create_station("SAME2", "Ålesund", -62.4722, -6.1549)
+        .await;
+    app.execute_sql("UPDATE stations SET elevation_m = 408.5 WHERE code = 'SAME1'")
+        .await;
+    let answer = |query: &'static str| {
+        let request = app
+            .client
+            .post(format!("{}/graphql", app.address))
+            .json(&json!({ "query": query }));
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+
+    let plain = answer(
+        "{ stations(first: 10) { edges { __typename c: cursor cursor node {
+            __typename id key: code code name lat lng elevationM createdAt updatedAt } } } }",
+    )
+    .await;
+    let through_fragments = answer(
+        "{ stations(first: 10) { edges { ...Edge } } }
+        fragment Edge on StationEdge { __typename c: cursor cursor node { ...Station } }
+        fragment Station on Station {
+            __typename id key: code code name lat lng elevationM createdAt updatedAt }",
+    )
+    .await;
+    let with_directives = answer(
+        "{ stations(first: 10) { edges { __typename c: cursor cursor @include(if: true) node {
+            __typename id key: code code name lat lng elevationM createdAt
+            updatedAt @skip(if: false) } } } }",
+    )
+    .await;
+    assert_no_errors(&serde_json::from_str(&plain).unwrap());
+    assert_eq!(plain, through_fragments, "fragments");
+    assert_eq!(plain, with_directives, "directives");
+    assert!(
+        plain.contains(r#""node":{"__typename":"Station","id":"#),
+        "{plain}"
+    );
+    assert!(plain.contains(r#""key":"SAME1","code":"SAME1","name":"Zürich HB","lat":47.3779,"lng":8.5403,"elevationM":408.5,"createdAt":"#), "{plain}");
+    assert!(plain.contains(r#""elevationM":null"#), "{plain}");
+
+    // A key selected twice merges its selections.
+    let merged = app
+        .graphql(
+            "{ stations(first: 1) { edges { node { code } node { name } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        merged["data"]["stations"]["edges"][0]["node"],
+        json!({ "code": "SAME1", "name": "Zürich HB" })
+    );
+}

@@ -5,6 +5,7 @@ use async_graphql::{Context, Object, Result, SimpleObject};
 use sea_orm::DatabaseConnection;
 
 use super::cursor;
+use super::edges::StationEdges;
 use super::station::Station;
 use crate::error::ApiError;
 use crate::service::station::{
@@ -75,8 +76,8 @@ impl StationConnection {
 
 #[Object]
 impl StationConnection {
-    async fn edges(&self) -> &[StationEdge] {
-        &self.edges
+    async fn edges(&self) -> StationEdges<'_> {
+        StationEdges(&self.edges)
     }
 
     async fn page_info(&self) -> &PageInfo {

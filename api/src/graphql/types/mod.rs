@@ -2,6 +2,7 @@
 
 pub mod connection;
 pub mod cursor;
+pub mod edges;
 pub mod geo;
 pub mod list;
 pub mod station;
