@@ -78,43 +78,41 @@ impl OutputType for StationEdges<'_> {
 
 /// The keys of an edge's answer and what each holds, when the selection is plain enough.
 fn edge_plan(selection: &SelectionSet) -> Option<Vec<(Name, EdgeField)>> {
-    let mut keys = HashSet::new();
-    selection
-        .items
-        .iter()
-        .map(|item| {
-            let field = plain_field(item, &mut keys)?;
-            let kind = match field.name.node.as_str() {
-                "cursor" => EdgeField::Cursor,
-                "node" => EdgeField::Node(station_plan(&field.selection_set.node)?),
-                "__typename" => EdgeField::Typename,
-                _ => return None,
-            };
-            Some((field.response_key().node.clone(), kind))
-        })
-        .collect()
+    plan(selection, |field| match field.name.node.as_str() {
+        "cursor" => Some(EdgeField::Cursor),
+        "node" => station_plan(&field.selection_set.node).map(EdgeField::Node),
+        "__typename" => Some(EdgeField::Typename),
+        _ => None,
+    })
 }
 
 fn station_plan(selection: &SelectionSet) -> Option<Vec<(Name, StationField)>> {
+    plan(selection, |field| {
+        Some(match field.name.node.as_str() {
+            "id" => StationField::Id,
+            "code" => StationField::Code,
+            "name" => StationField::Name,
+            "lat" => StationField::Lat,
+            "lng" => StationField::Lng,
+            "elevationM" => StationField::ElevationM,
+            "createdAt" => StationField::CreatedAt,
+            "updatedAt" => StationField::UpdatedAt,
+            "__typename" => StationField::Typename,
+            _ => return None,
+        })
+    })
+}
+
+/// Each key of `selection` with what `kind` makes of its field; `None` as soon as one item is
+/// not a plain field or `kind` does not know it.
+fn plan<K>(selection: &SelectionSet, kind: impl Fn(&Field) -> Option<K>) -> Option<Vec<(Name, K)>> {
     let mut keys = HashSet::new();
     selection
         .items
         .iter()
         .map(|item| {
             let field = plain_field(item, &mut keys)?;
-            let kind = match field.name.node.as_str() {
-                "id" => StationField::Id,
-                "code" => StationField::Code,
-                "name" => StationField::Name,
-                "lat" => StationField::Lat,
-                "lng" => StationField::Lng,
-                "elevationM" => StationField::ElevationM,
-                "createdAt" => StationField::CreatedAt,
-                "updatedAt" => StationField::UpdatedAt,
-                "__typename" => StationField::Typename,
-                _ => return None,
-            };
-            Some((field.response_key().node.clone(), kind))
+            Some((field.response_key().node.clone(), kind(field)?))
         })
         .collect()
 }
