@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{ServerProcess, TestDatabase};
+use crate::helpers::{ServerProcess, TestDatabase, get_status, post_graphql};
 
 fn resident_megabytes(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -251,12 +251,7 @@ async fn hostile_and_broken_requests_get_coded_refusals_and_the_server_stays_up(
         let _ = stream.read_to_string(&mut answer).await;
         assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
         assert!(answer.contains("PAYLOAD_TOO_LARGE"), "{answer}");
-        let live = client
-            .get(format!("{address}/health/live"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(live.status(), 200);
+        assert_eq!(get_status(&client, &address, "/health/live").await, 200);
     }
 
     // Unicode names come back byte for byte: emoji with joiners, right-to-left, combining marks.
@@ -269,28 +264,22 @@ async fn hostile_and_broken_requests_get_coded_refusals_and_the_server_stays_up(
         "𝔘𝔫𝔦𝔠𝔬𝔡𝔢",
     ];
     for (index, name) in names.iter().enumerate() {
-        let response: Value = client
-            .post(format!("{address}/graphql"))
-            .json(&json!({ "query": create, "variables": { "input": { "code": format!("U{index}"), "name": name, "lat": 0, "lng": 0 } } }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let response = post_graphql(
+            &client,
+            &address,
+            &json!({ "query": create, "variables": { "input": { "code": format!("U{index}"), "name": name, "lat": 0, "lng": 0 } } }),
+        )
+        .await;
         assert_eq!(response["data"]["createStation"]["name"], *name);
     }
 
     // Only the valid writes are in the table, the hostile name stored as text.
-    let body: Value = client
-        .post(format!("{address}/graphql"))
-        .json(&json!({ "query": "{ stations(first: 100) { totalCount edges { node { code name } } } }" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = post_graphql(
+        &client,
+        &address,
+        &json!({ "query": "{ stations(first: 100) { totalCount edges { node { code name } } } }" }),
+    )
+    .await;
     assert_eq!(body["data"]["stations"]["totalCount"], 1 + names.len());
     assert_eq!(body["data"]["stations"]["edges"][0]["node"]["name"], sql);
 

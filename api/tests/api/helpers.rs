@@ -372,6 +372,30 @@ impl TestApp {
     }
 }
 
+/// The status of `GET {address}{path}` (for servers a test runs as a process of its own).
+pub async fn get_status(client: &reqwest::Client, address: &str, path: &str) -> u16 {
+    client
+        .get(format!("{address}{path}"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// `POST {address}/graphql` with `body` as JSON; the answer's JSON.
+pub async fn post_graphql(client: &reqwest::Client, address: &str, body: &Value) -> Value {
+    client
+        .post(format!("{address}/graphql"))
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 pub fn assert_no_errors(body: &Value) {
     assert!(body.get("errors").is_none(), "unexpected errors: {body:#}");
 }

@@ -9,7 +9,7 @@ use std::{
 use sea_orm::sqlx::{self, Connection, PgConnection};
 use serde_json::{Value, json};
 
-use crate::helpers::{ServerProcess, TestDatabase};
+use crate::helpers::{ServerProcess, TestDatabase, get_status};
 use crate::scram_cluster::ScramCluster;
 
 const PASSWORD: &str = "outage-Passw0rd";
@@ -103,18 +103,8 @@ async fn a_postgresql_restart_loses_no_acknowledged_write_and_the_server_recover
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     // During the outage: liveness holds, readiness says no, requests fail fast.
-    let live = client
-        .get(format!("{address}/health/live"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(live.status(), 200);
-    let ready = client
-        .get(format!("{address}/health/ready"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 503);
+    assert_eq!(get_status(&client, &address, "/health/live").await, 200);
+    assert_eq!(get_status(&client, &address, "/health/ready").await, 503);
     let (answer, took) = create(&client, &address, "DURING").await;
     assert_eq!(answer, Answer::Refused("SERVICE_UNAVAILABLE".to_owned()));
     assert!(
