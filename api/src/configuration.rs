@@ -100,6 +100,10 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// Origins (`https://app.example.com`) whose pages may call the API from a browser.
     pub cors_allowed_origins: Vec<String>,
+    /// `/health/ready` names the database's host, port and role and the setting to change
+    /// when it cannot be reached (development); otherwise it answers a generic reason and the
+    /// details go to the log only.
+    pub health_details: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -141,6 +145,20 @@ pub struct GraphqlSettings {
     pub max_complexity: usize,
     /// The most fields one document may select, fragments expanded.
     pub max_fields: usize,
+    /// The most operations one batched request (a JSON array) may hold; 0 refuses batches.
+    pub max_batch_size: usize,
+    /// Parsed documents kept by the hash of their text, which is also the store of automatic
+    /// persisted queries: at most this many...
+    pub document_store_entries: usize,
+    /// ...and at most this many bytes of their text.
+    pub document_store_bytes: usize,
+    /// Run only the operations of `persisted_manifest` (allowlist mode).
+    pub persisted_only: bool,
+    /// A persisted-query manifest: Apollo's format, or a JSON object from SHA-256 to document.
+    pub persisted_manifest: String,
+    /// How long shared caches may keep a successful answer to a GET without `Authorization`
+    /// (the client's own cache with one); 0 sends `Cache-Control: no-store`.
+    pub get_max_age_secs: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -292,6 +310,25 @@ impl Settings {
                 return Err(invalid(key, "must be greater than 0".into()));
             }
         }
+        for origin in &self.server.cors_allowed_origins {
+            if let Err(problem) = check_origin(origin) {
+                return Err(invalid("server.cors_allowed_origins", problem));
+            }
+        }
+        if self.graphql.document_store_entries == 0 {
+            return Err(invalid(
+                "graphql.document_store_entries",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.graphql.persisted_only && self.graphql.persisted_manifest.trim().is_empty() {
+            return Err(invalid(
+                "graphql.persisted_manifest",
+                "is empty while graphql.persisted_only is true: name the manifest file that \
+                 your client build generated (the operations it may run)"
+                    .into(),
+            ));
+        }
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
             return Err(invalid(
                 "log.filter",
@@ -300,6 +337,22 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// An origin as browsers send it in `Origin`: scheme, host and port only.
+fn check_origin(origin: &str) -> Result<(), String> {
+    let problem = || {
+        format!(
+            "holds {origin:?}, which is not an origin: write scheme://host[:port] with no \
+             path or trailing slash, e.g. https://app.example.com"
+        )
+    };
+    let url = Url::parse(origin).map_err(|_| problem())?;
+    let canonical = url.origin().ascii_serialization();
+    if !matches!(url.scheme(), "http" | "https") || canonical != origin {
+        return Err(problem());
+    }
+    Ok(())
 }
 
 /// What is needed to reach PostgreSQL, read from `database.url` once it has been validated.
@@ -500,6 +553,21 @@ mod tests {
             env_var_for("database.max_connections"),
             "APP__DATABASE__MAX_CONNECTIONS"
         );
+    }
+
+    #[test]
+    fn an_allowed_origin_is_scheme_host_and_port_only() {
+        assert!(check_origin("https://app.example.com").is_ok());
+        assert!(check_origin("http://localhost:5173").is_ok());
+        for wrong in [
+            "https://app.example.com/",
+            "app.example.com",
+            "*",
+            "https://app.example.com/path",
+            "ftp://example.com",
+        ] {
+            assert!(check_origin(wrong).is_err(), "{wrong}");
+        }
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub enum ApiError {
     Conflict { field: String, message: String },
 
     /// `UNAUTHENTICATED`: the operation needs a valid bearer token. The message does not say
-    /// whether it was missing or wrong.
+    /// whether it was missing or wrong. HTTP 401.
     #[error("a valid bearer token is required (Authorization: Bearer <token>)")]
     Unauthenticated,
 
@@ -34,19 +34,114 @@ pub enum ApiError {
     #[error("the database took longer than the server allows and the query was cancelled")]
     Timeout(#[source] DbErr),
 
+    /// `TIMEOUT` too: the whole operation ran longer than `server.request_timeout_secs` and
+    /// was abandoned. HTTP 504.
+    #[error(
+        "the request took longer than {} s (server.request_timeout_secs)",
+        .0.as_secs()
+    )]
+    RequestTimeout(std::time::Duration),
+
     /// `SERVICE_UNAVAILABLE`: the database cannot be reached right now; the same request may
     /// succeed shortly.
     #[error("the database is unavailable right now; retry shortly")]
     ServiceUnavailable(#[source] DbErr),
+
+    /// `SERVICE_UNAVAILABLE` too, before execution: the database is known to be down, so the
+    /// operation does not wait for it. HTTP 503.
+    #[error("the database is unavailable right now; retry shortly")]
+    DatabaseDown,
 
     /// `SERVICE_UNAVAILABLE` too: every database connection is busy and none became free in
     /// time (`database.acquire_timeout_ms`). The database itself is fine.
     #[error("the server is busy: no database connection became free in time; retry shortly")]
     Busy,
 
+    /// `GRAPHQL_PARSE_FAILED`: the document is not GraphQL; the message is the parser's.
+    #[error("{0}")]
+    ParseFailed(String),
+
+    /// `QUERY_TOO_DEEP`: the document nests deeper than allowed; the message names the limit.
+    #[error("{0}")]
+    QueryTooDeep(String),
+
+    /// `QUERY_TOO_COMPLEX`: the operation would cost more than `graphql.max_complexity`.
+    #[error("{0}")]
+    QueryTooComplex(String),
+
+    /// `TOO_MANY_FIELDS`: the operation selects more than `graphql.max_fields` fields.
+    #[error("{0}")]
+    TooManyFields(String),
+
+    /// `PERSISTED_QUERY_NOT_FOUND`: the request carries only a hash this server does not know;
+    /// the client sends the text next. The message is the one clients look for.
+    #[error("PersistedQueryNotFound")]
+    PersistedQueryNotFound,
+
+    /// `PERSISTED_QUERY_HASH_MISMATCH`: `extensions.persistedQuery.sha256Hash` is not the
+    /// SHA-256 of the query text sent with it. HTTP 400.
+    #[error(
+        "extensions.persistedQuery.sha256Hash is not the SHA-256 of the query text sent with it"
+    )]
+    PersistedQueryMismatch,
+
+    /// `OPERATION_NOT_ALLOWLISTED`: in allowlist mode (`graphql.persisted_only`) only the
+    /// operations of the persisted-query manifest run. HTTP 403.
+    #[error(
+        "this server runs only the operations of its persisted-query manifest \
+         (graphql.persisted_only), and this is not one of them"
+    )]
+    NotAllowlisted,
+
+    /// `METHOD_NOT_ALLOWED`: a mutation or subscription sent with GET. HTTP 405.
+    #[error("a GET may only carry a query: send mutations with POST")]
+    MethodNotAllowed,
+
+    /// `BAD_REQUEST`: a request parameter other than the document is malformed; named in
+    /// `extensions.field`. HTTP 400.
+    #[error("{field} {message}")]
+    BadRequest { field: String, message: String },
+
     /// `INTERNAL`: anything else. The client gets this fixed message; the log gets the cause.
     #[error("internal error; the server log has the details")]
     Internal(#[source] anyhow::Error),
+}
+
+/// Every code an error may carry, for metric labels.
+const CODES: [&str; 23] = [
+    "BAD_USER_INPUT",
+    "NOT_FOUND",
+    "CONFLICT",
+    "UNAUTHENTICATED",
+    "FORBIDDEN",
+    "TIMEOUT",
+    "SERVICE_UNAVAILABLE",
+    "INTERNAL",
+    "GRAPHQL_PARSE_FAILED",
+    "GRAPHQL_VALIDATION_FAILED",
+    "QUERY_TOO_DEEP",
+    "QUERY_TOO_COMPLEX",
+    "TOO_MANY_FIELDS",
+    "PERSISTED_QUERY_NOT_FOUND",
+    "PERSISTED_QUERY_HASH_MISMATCH",
+    "OPERATION_NOT_ALLOWLISTED",
+    "METHOD_NOT_ALLOWED",
+    "BAD_REQUEST",
+    "PAYLOAD_TOO_LARGE",
+    "UNSUPPORTED_MEDIA_TYPE",
+    "NOT_ACCEPTABLE",
+    "BATCH_TOO_LARGE",
+    "BATCH_NOT_ALLOWED",
+];
+
+/// The `'static` spelling of an error code, for metric labels; unknown codes are "other", so
+/// that no client can grow the metrics.
+pub fn known_code(code: &str) -> &'static str {
+    CODES
+        .iter()
+        .find(|known| **known == code)
+        .copied()
+        .unwrap_or("other")
 }
 
 impl ApiError {
@@ -64,15 +159,36 @@ impl ApiError {
             Self::NotFound { .. } => "NOT_FOUND",
             Self::Conflict { .. } => "CONFLICT",
             Self::Unauthenticated => "UNAUTHENTICATED",
-            Self::Timeout(_) => "TIMEOUT",
-            Self::ServiceUnavailable(_) | Self::Busy => "SERVICE_UNAVAILABLE",
+            Self::Timeout(_) | Self::RequestTimeout(_) => "TIMEOUT",
+            Self::ServiceUnavailable(_) | Self::DatabaseDown | Self::Busy => "SERVICE_UNAVAILABLE",
+            Self::ParseFailed(_) => "GRAPHQL_PARSE_FAILED",
+            Self::QueryTooDeep(_) => "QUERY_TOO_DEEP",
+            Self::QueryTooComplex(_) => "QUERY_TOO_COMPLEX",
+            Self::TooManyFields(_) => "TOO_MANY_FIELDS",
+            Self::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            Self::PersistedQueryMismatch => "PERSISTED_QUERY_HASH_MISMATCH",
+            Self::NotAllowlisted => "OPERATION_NOT_ALLOWLISTED",
+            Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Self::BadRequest { .. } => "BAD_REQUEST",
             Self::Internal(_) => "INTERNAL",
         }
     }
 
+    /// This error as a GraphQL *request error*: raised before execution, so it has no path and
+    /// the response no data.
+    pub fn into_request_error(self) -> async_graphql::ServerError {
+        let error = async_graphql::Error::from(self);
+        let mut server_error = async_graphql::ServerError::new(error.message, None);
+        server_error.source = error.source;
+        server_error.extensions = error.extensions;
+        server_error
+    }
+
     fn field(&self) -> Option<&str> {
         match self {
-            Self::BadUserInput { field, .. } | Self::Conflict { field, .. } => Some(field),
+            Self::BadUserInput { field, .. }
+            | Self::Conflict { field, .. }
+            | Self::BadRequest { field, .. } => Some(field),
             _ => None,
         }
     }
@@ -109,6 +225,12 @@ impl From<ApiError> for async_graphql::Error {
             ApiError::Busy => tracing::warn!("no database connection became free in time"),
             ApiError::Timeout(cause) => {
                 tracing::warn!(error = %cause, "statement cancelled by the statement timeout");
+            }
+            ApiError::RequestTimeout(limit) => {
+                tracing::warn!(
+                    limit_secs = limit.as_secs(),
+                    "request abandoned after the request timeout"
+                );
             }
             _ => {}
         }

@@ -13,4 +13,5 @@ pub mod metrics;
 pub mod routes;
 pub mod service;
 pub mod startup;
+pub mod state;
 pub mod telemetry;

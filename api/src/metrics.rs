@@ -1,18 +1,23 @@
-//! Prometheus metrics at `/metrics`, in the text exposition format.
+//! Prometheus metrics at `/metrics`, in the text exposition format, kept with the
+//! `prometheus-client` crate.
 //!
-//! Kept per application rather than in a process-wide registry: every test server has its own
-//! figures, and a test can count the statements one request causes.
+//! Kept per application in a registry of its own rather than a process-wide one: every test
+//! server has its own figures, and a test can count the statements one request causes.
 
 use std::{
-    collections::HashMap,
-    fmt::Write as _,
+    collections::HashSet,
     sync::{
-        Mutex,
-        atomic::{AtomicU64, Ordering},
+        RwLock,
+        atomic::{AtomicI64, AtomicU64},
     },
     time::Duration,
 };
 
+use prometheus_client::{
+    encoding::{EncodeLabelSet, prometheus_text},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
 use sea_orm::DatabaseConnection;
 
 /// Upper bounds of the latency buckets, in seconds.
@@ -23,190 +28,192 @@ const BUCKETS: [f64; 14] = [
 /// rest count as "other", so that no client can grow the metrics without bound.
 const MAX_OPERATION_NAMES: usize = 200;
 
-#[derive(Default)]
+/// The `Content-Type` of what [`Metrics::render`] writes.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    operation: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabel {
+    operation: String,
+}
+
 pub struct Metrics {
-    requests: Mutex<HashMap<String, OperationFigures>>,
-    statements: AtomicU64,
-    statement_errors: AtomicU64,
-    statement_latency: AtomicHistogram,
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_duration: Family<OperationLabel, Histogram>,
+    operation_names: RwLock<HashSet<String>>,
+    statements: Counter,
+    statement_errors: Counter,
+    statement_duration: Histogram,
+    pool_connections: Gauge<i64, AtomicI64>,
+    pool_idle: Gauge<i64, AtomicI64>,
+    database_unavailable: Gauge<i64, AtomicI64>,
 }
 
-#[derive(Default)]
-struct OperationFigures {
-    outcomes: HashMap<&'static str, u64>,
-    latency: Histogram,
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "stations_graphql_requests",
+            "GraphQL requests by operation name and outcome",
+            requests.clone(),
+        );
+        let request_duration = Family::<OperationLabel, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> _,
+        );
+        registry.register(
+            "stations_graphql_request_duration_seconds",
+            "Time to answer a GraphQL request",
+            request_duration.clone(),
+        );
+        let gauge = |registry: &mut Registry, name: &str, help: &str| {
+            let gauge = Gauge::<i64, AtomicI64>::default();
+            registry.register(name, help, gauge.clone());
+            gauge
+        };
+        let pool_connections = gauge(
+            &mut registry,
+            "stations_db_pool_connections",
+            "Connections open in the pool",
+        );
+        let pool_idle = gauge(
+            &mut registry,
+            "stations_db_pool_idle",
+            "Open connections waiting for work",
+        );
+        let database_unavailable = gauge(
+            &mut registry,
+            "stations_db_unavailable",
+            "1 while the database cannot be reached",
+        );
+        let statements = Counter::<u64, AtomicU64>::default();
+        registry.register(
+            "stations_db_statements",
+            "SQL statements sent",
+            statements.clone(),
+        );
+        let statement_errors = Counter::<u64, AtomicU64>::default();
+        registry.register(
+            "stations_db_statement_errors",
+            "SQL statements that failed",
+            statement_errors.clone(),
+        );
+        let statement_duration = latency_histogram();
+        registry.register(
+            "stations_db_statement_duration_seconds",
+            "Time from sending a statement to its result",
+            statement_duration.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            request_duration,
+            operation_names: RwLock::default(),
+            statements,
+            statement_errors,
+            statement_duration,
+            pool_connections,
+            pool_idle,
+            database_unavailable,
+        }
+    }
 }
 
-#[derive(Default)]
-struct Histogram {
-    buckets: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
-}
-
-#[derive(Default)]
-struct AtomicHistogram {
-    buckets: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
-    sum_nanos: AtomicU64,
+fn latency_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
 }
 
 impl Metrics {
-    /// One GraphQL request: its operation name (as the client gave it, or "anonymous"), its
-    /// outcome ("ok" or the first error's code) and how long it took.
+    /// One GraphQL request: its operation name (as it ran or as the client gave it, or
+    /// "anonymous"), its outcome ("ok" or the first error's code) and how long it took.
     pub fn record_request(&self, operation: &str, outcome: &'static str, elapsed: Duration) {
-        let Ok(mut requests) = self.requests.lock() else {
-            return;
-        };
-        let name = if requests.contains_key(operation) || requests.len() < MAX_OPERATION_NAMES {
-            label_safe(operation)
-        } else {
-            "other".to_owned()
-        };
-        let figures = requests.entry(name).or_default();
-        *figures.outcomes.entry(outcome).or_default() += 1;
-        figures.latency.observe(elapsed.as_secs_f64());
+        let operation = self.operation_label(operation);
+        self.requests
+            .get_or_create(&RequestLabels {
+                operation: operation.clone(),
+                outcome,
+            })
+            .inc();
+        self.request_duration
+            .get_or_create(&OperationLabel { operation })
+            .observe(elapsed.as_secs_f64());
     }
 
     /// One SQL statement, as SeaORM reports it.
     pub fn record_statement(&self, elapsed: Duration, failed: bool) {
-        self.statements.fetch_add(1, Ordering::Relaxed);
+        self.statements.inc();
         if failed {
-            self.statement_errors.fetch_add(1, Ordering::Relaxed);
+            self.statement_errors.inc();
         }
-        self.statement_latency.observe(elapsed);
+        self.statement_duration.observe(elapsed.as_secs_f64());
     }
 
     /// The text exposition format, with the pool's figures read now.
     pub fn render(&self, db: &DatabaseConnection, database_unavailable: bool) -> String {
-        let mut text = String::new();
-        let _ = writeln!(
-            text,
-            "# HELP stations_graphql_requests_total GraphQL requests by operation name and outcome.\n\
-             # TYPE stations_graphql_requests_total counter"
-        );
-        if let Ok(requests) = self.requests.lock() {
-            let mut operations: Vec<_> = requests.iter().collect();
-            operations.sort_by(|a, b| a.0.cmp(b.0));
-            for (operation, figures) in &operations {
-                let mut outcomes: Vec<_> = figures.outcomes.iter().collect();
-                outcomes.sort();
-                for (outcome, count) in outcomes {
-                    let _ = writeln!(
-                        text,
-                        "stations_graphql_requests_total{{operation=\"{operation}\",outcome=\"{outcome}\"}} {count}"
-                    );
-                }
-            }
-            let _ = writeln!(
-                text,
-                "# HELP stations_graphql_request_duration_seconds Time to answer a GraphQL request.\n\
-                 # TYPE stations_graphql_request_duration_seconds histogram"
-            );
-            for (operation, figures) in &operations {
-                let label = format!("operation=\"{operation}\",");
-                figures.latency.render(
-                    &mut text,
-                    "stations_graphql_request_duration_seconds",
-                    &label,
-                );
-            }
-        }
-
         let pool = db.get_postgres_connection_pool();
-        let _ = writeln!(
-            text,
-            "# HELP stations_db_pool_connections Connections open in the pool.\n\
-             # TYPE stations_db_pool_connections gauge\n\
-             stations_db_pool_connections {}\n\
-             # HELP stations_db_pool_idle Open connections waiting for work.\n\
-             # TYPE stations_db_pool_idle gauge\n\
-             stations_db_pool_idle {}\n\
-             # HELP stations_db_unavailable 1 while the database cannot be reached.\n\
-             # TYPE stations_db_unavailable gauge\n\
-             stations_db_unavailable {}\n\
-             # HELP stations_db_statements_total SQL statements sent.\n\
-             # TYPE stations_db_statements_total counter\n\
-             stations_db_statements_total {}\n\
-             # HELP stations_db_statement_errors_total SQL statements that failed.\n\
-             # TYPE stations_db_statement_errors_total counter\n\
-             stations_db_statement_errors_total {}\n\
-             # HELP stations_db_statement_duration_seconds Time from sending a statement to its result.\n\
-             # TYPE stations_db_statement_duration_seconds histogram",
-            pool.size(),
-            pool.num_idle(),
-            u8::from(database_unavailable),
-            self.statements.load(Ordering::Relaxed),
-            self.statement_errors.load(Ordering::Relaxed),
-        );
-        self.statement_latency.snapshot().render(
-            &mut text,
-            "stations_db_statement_duration_seconds",
-            "",
-        );
+        self.pool_connections.set(i64::from(pool.size()));
+        self.pool_idle
+            .set(i64::try_from(pool.num_idle()).unwrap_or(i64::MAX));
+        self.database_unavailable
+            .set(i64::from(database_unavailable));
+        let mut text = String::new();
+        if let Err(error) = prometheus_text::encode(&mut text, &self.registry) {
+            tracing::error!(error = %error, "could not encode the metrics");
+        }
         text
     }
-}
 
-impl Histogram {
-    fn observe(&mut self, seconds: f64) {
-        if let Some(bucket) = BUCKETS.iter().position(|bound| seconds <= *bound) {
-            self.buckets[bucket] += 1;
-        }
-        self.count += 1;
-        self.sum += seconds;
-    }
-
-    /// Cumulative buckets, as Prometheus expects.
-    fn render(&self, text: &mut String, name: &str, labels: &str) {
-        let mut cumulative = 0;
-        for (bound, count) in BUCKETS.iter().zip(self.buckets) {
-            cumulative += count;
-            let _ = writeln!(text, "{name}_bucket{{{labels}le=\"{bound}\"}} {cumulative}");
-        }
-        let _ = writeln!(text, "{name}_bucket{{{labels}le=\"+Inf\"}} {}", self.count);
-        let bare = labels.trim_end_matches(',');
-        let _ = writeln!(text, "{name}_sum{{{bare}}} {}", self.sum);
-        let _ = writeln!(text, "{name}_count{{{bare}}} {}", self.count);
-    }
-}
-
-impl AtomicHistogram {
-    fn observe(&self, elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
-        if let Some(bucket) = BUCKETS.iter().position(|bound| seconds <= *bound) {
-            self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_nanos.fetch_add(
-            elapsed.as_nanos().min(u128::from(u64::MAX)) as u64,
-            Ordering::Relaxed,
-        );
-    }
-
-    fn snapshot(&self) -> Histogram {
-        let mut histogram = Histogram {
-            count: self.count.load(Ordering::Relaxed),
-            sum: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
-            ..Histogram::default()
+    /// `operation` as a label value: letters, digits and underscores, at most 64; "other" once
+    /// `MAX_OPERATION_NAMES` distinct names have been seen.
+    fn operation_label(&self, operation: &str) -> String {
+        let cleaned: String = operation
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(64)
+            .collect();
+        let label = if cleaned.is_empty() {
+            "anonymous".to_owned()
+        } else {
+            cleaned
         };
-        for (into, from) in histogram.buckets.iter_mut().zip(&self.buckets) {
-            *into = from.load(Ordering::Relaxed);
+        let known = self
+            .operation_names
+            .read()
+            .map(|names| names.contains(&label))
+            .unwrap_or(false);
+        if known {
+            return label;
         }
-        histogram
+        match self.operation_names.write() {
+            Ok(mut names) if names.len() < MAX_OPERATION_NAMES => {
+                names.insert(label.clone());
+                label
+            }
+            Ok(names) if names.contains(&label) => label,
+            _ => "other".to_owned(),
+        }
     }
 }
 
-/// A label value made of letters, digits and underscores, at most 64 of them.
-fn label_safe(operation: &str) -> String {
-    let cleaned: String = operation
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .take(64)
-        .collect();
-    if cleaned.is_empty() {
-        "anonymous".to_owned()
-    } else {
-        cleaned
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_names_are_bounded_and_cleaned() {
+        let metrics = Metrics::default();
+        assert_eq!(metrics.operation_label("Stations-Page!"), "StationsPage");
+        assert_eq!(metrics.operation_label("---"), "anonymous");
+        for index in 0..MAX_OPERATION_NAMES * 2 {
+            metrics.operation_label(&format!("op{index}"));
+        }
+        assert_eq!(metrics.operation_label("brand_new"), "other");
+        assert_eq!(metrics.operation_label("StationsPage"), "StationsPage");
     }
 }

@@ -1,13 +1,13 @@
 //! Building the application from settings, and running it until a signal stops it.
 
-use std::{future::Future, io, sync::Arc, time::Duration};
+use std::{future::Future, io, path::Path, sync::Arc, time::Duration};
 
 use axum::{
     Router,
     extract::{DefaultBodyLimit, Request},
     http::{HeaderName, HeaderValue, Method, Response, header},
     middleware,
-    routing::{get, post},
+    routing::get,
 };
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
@@ -19,31 +19,16 @@ use tower_http::{
 use tracing::{Span, field::Empty};
 
 use crate::auth::{Authenticator, NoTokenConfigured};
-use crate::configuration::{DatabaseSettings, Settings};
+use crate::configuration::Settings;
 use crate::database::{self, ConnectError, health::DatabaseHealth, migrations};
-use crate::graphql::document_cache::DocumentCache;
+use crate::graphql::document_store::{DocumentStore, Manifest, ManifestError, StoreBounds};
 use crate::graphql::limits::Limits;
-use crate::graphql::{AppSchema, build_schema};
+use crate::graphql::{SchemaParts, build_schema};
 use crate::metrics::Metrics;
 use crate::routes;
+use crate::state::AppState;
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub schema: AppSchema,
-    pub db: DatabaseConnection,
-    /// For explaining an unreachable database in readiness answers.
-    pub database_settings: Arc<DatabaseSettings>,
-    pub ide_enabled: bool,
-    pub authenticator: Arc<Authenticator>,
-    pub limits: Limits,
-    pub metrics: Arc<Metrics>,
-    pub health: Arc<DatabaseHealth>,
-    /// Documents already parsed, by query text.
-    pub documents: Arc<DocumentCache>,
-}
 
 /// Why the server did not start.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +39,8 @@ pub enum StartupError {
     Schema(#[from] migrations::SchemaNotCurrent),
     #[error(transparent)]
     Auth(#[from] NoTokenConfigured),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
     #[error("could not listen on {address}: {source}")]
     Bind { address: String, source: io::Error },
 }
@@ -77,14 +64,17 @@ impl Application {
         let maintenance = database::connect_with_retry(&settings.database).await?;
         migrations::prepare_schema(&maintenance, settings.database.migrate_on_start).await?;
         let _ = maintenance.close().await;
-        let db = database::connect_for_requests(&settings.database).await?;
-        Self::build_with_database(settings, db).await
+        let health = Arc::new(DatabaseHealth::default());
+        let db = database::connect_for_requests(&settings.database, Arc::clone(&health)).await?;
+        Self::build_with_database(settings, db, health).await
     }
 
-    /// Binds the listening socket for a database that is already connected and current.
+    /// Binds the listening socket for a database that is already connected and current;
+    /// `health` is the record its pool reports trouble to.
     pub async fn build_with_database(
         settings: &Settings,
         mut db: DatabaseConnection,
+        health: Arc<DatabaseHealth>,
     ) -> Result<Self, StartupError> {
         let authenticator = Authenticator::new(&settings.auth)?;
         if authenticator.writes_are_open() {
@@ -99,16 +89,37 @@ impl Application {
             db.set_metric_callback(move |info| metrics.record_statement(info.elapsed, info.failed));
         }
         let limits = Limits::new(&settings.graphql, &settings.server);
+        let documents = if settings.graphql.persisted_only {
+            let manifest = Manifest::load(Path::new(&settings.graphql.persisted_manifest))?;
+            tracing::info!(
+                operations = manifest.len(),
+                "allowlist mode: only the operations of the persisted-query manifest run"
+            );
+            DocumentStore::allowlist(manifest)
+        } else {
+            DocumentStore::new(StoreBounds {
+                documents: settings.graphql.document_store_entries,
+                text_bytes: settings.graphql.document_store_bytes,
+            })
+        };
+        let schema = build_schema(SchemaParts {
+            db: db.clone(),
+            limits,
+            introspection: settings.graphql.introspection,
+            documents: Arc::new(documents),
+            authenticator: Arc::new(authenticator),
+            metrics: Arc::clone(&metrics),
+            health: Arc::clone(&health),
+        });
         let state = AppState {
-            schema: build_schema(db.clone(), &settings.graphql, limits),
+            schema,
             db,
             database_settings: Arc::new(settings.database.clone()),
+            health_details: settings.server.health_details,
             ide_enabled: settings.graphql.ide,
-            authenticator: Arc::new(authenticator),
             limits,
             metrics,
-            health: Arc::new(DatabaseHealth::default()),
-            documents: Arc::new(DocumentCache::default()),
+            health,
         };
 
         let address = format!("{}:{}", settings.server.host, settings.server.port);
@@ -218,8 +229,8 @@ pub fn router(state: AppState, settings: &Settings, metrics_on_main_port: bool) 
     let mut router = Router::new()
         .route(
             "/graphql",
-            post(routes::graphql::execute)
-                .get(routes::ide::page)
+            get(routes::graphql::get)
+                .post(routes::graphql::post)
                 .layer(DefaultBodyLimit::max(settings.server.max_body_bytes)),
         )
         .route("/graphql/assets/{name}", get(routes::ide::asset))
@@ -228,6 +239,8 @@ pub fn router(state: AppState, settings: &Settings, metrics_on_main_port: bool) 
     if metrics_on_main_port {
         router = router.route("/metrics", get(routes::metrics::render));
     }
+    // The IDE is served from this origin and needs no CORS; other pages need their origin
+    // listed (validated when the settings load).
     if !settings.server.cors_allowed_origins.is_empty() {
         let origins: Vec<HeaderValue> = settings
             .server
@@ -239,7 +252,12 @@ pub fn router(state: AppState, settings: &Settings, metrics_on_main_port: bool) 
             CorsLayer::new()
                 .allow_origin(AllowOrigin::list(origins))
                 .allow_methods([Method::GET, Method::POST])
-                .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+                .allow_headers([
+                    header::CONTENT_TYPE,
+                    header::AUTHORIZATION,
+                    REQUEST_ID.clone(),
+                ])
+                .expose_headers([REQUEST_ID.clone()])
                 .max_age(Duration::from_secs(600)),
         );
     }

@@ -6,7 +6,7 @@ pub mod health;
 pub mod migrations;
 pub mod schema_drift;
 
-use std::{str::FromStr, time::Duration};
+use std::{str::FromStr, sync::Arc, time::Duration};
 
 use sea_orm::{
     ConnAcquireErr, DatabaseConnection, DbErr, RuntimeErr, SqlxPostgresConnector,
@@ -19,6 +19,7 @@ use secrecy::ExposeSecret;
 
 use crate::configuration::DatabaseSettings;
 use diagnosis::{Diagnosis, diagnose};
+use health::DatabaseHealth;
 
 /// Shown as `application_name` in `pg_stat_activity`, so operators can tell our sessions apart.
 const APPLICATION_NAME: &str = "stations-api";
@@ -85,34 +86,65 @@ pub async fn probe(settings: &DatabaseSettings) -> Result<PgConnection, ConnectE
 /// fails here, explained, and not on the first request. For commands: no statement timeout,
 /// since migrations and imports may run long.
 pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, ConnectError> {
-    open_pool(settings, None).await
+    let options = connect_options(settings).await?;
+    open_pool(settings, options, pool_options(settings)).await
 }
 
-/// [`connect`] for serving requests: PostgreSQL cancels any statement that runs longer than
+/// [`connect`] for serving requests. PostgreSQL cancels any statement that runs longer than
 /// `database.statement_timeout_ms`, so that a slow query is stopped in the database and not
 /// only abandoned by the client.
+///
+/// A connection is not pinged each time it leaves the pool, which would cost every request a
+/// round trip: only one that sat idle for a while is. When that ping fails, `health` hears of
+/// it at once, so that requests do not wait out the pool's timeout while it retries a server
+/// that refuses connections; a dead connection that was not pinged fails its statement at
+/// once, which the request pipeline reports the same way.
 pub async fn connect_for_requests(
     settings: &DatabaseSettings,
+    health: Arc<DatabaseHealth>,
 ) -> Result<DatabaseConnection, ConnectError> {
-    open_pool(settings, Some(settings.statement_timeout())).await
+    /// Connections idle for less than this are used without a ping.
+    const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
+
+    let options = connect_options(settings).await?.options([(
+        "statement_timeout",
+        format!("{}ms", settings.statement_timeout().as_millis()),
+    )]);
+    let pool = pool_options(settings)
+        .test_before_acquire(false)
+        .before_acquire(move |connection, metadata| {
+            let health = Arc::clone(&health);
+            Box::pin(async move {
+                if metadata.idle_for < PING_WHEN_IDLE_FOR {
+                    return Ok(true);
+                }
+                let pinged = connection.ping().await;
+                if pinged.is_err() {
+                    health.report_trouble();
+                }
+                pinged.map(|()| true)
+            })
+        });
+    open_pool(settings, options, pool).await
+}
+
+fn pool_options(settings: &DatabaseSettings) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .min_connections(settings.min_connections)
+        .acquire_timeout(settings.acquire_timeout())
 }
 
 async fn open_pool(
     settings: &DatabaseSettings,
-    statement_timeout: Option<std::time::Duration>,
+    options: PgConnectOptions,
+    pool: PgPoolOptions,
 ) -> Result<DatabaseConnection, ConnectError> {
     let probe = probe(settings).await?;
     let _ = probe.close().await;
-    let mut options = connect_options(settings).await?;
-    if let Some(timeout) = statement_timeout {
-        options = options.options([("statement_timeout", format!("{}ms", timeout.as_millis()))]);
-    }
-    let pool = PgPoolOptions::new()
-        .max_connections(settings.max_connections)
-        .min_connections(settings.min_connections)
-        .acquire_timeout(settings.acquire_timeout())
-        .connect_lazy_with(options);
-    Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
+    Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(
+        pool.connect_lazy_with(options),
+    ))
 }
 
 /// [`connect`], retried with a growing pause while the failure is one that waiting can cure,

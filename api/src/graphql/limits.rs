@@ -1,6 +1,6 @@
-//! What one operation may ask for, checked before it runs: how deep it nests, how many fields
-//! it selects, how large a page it asks for, how long it may take. Depth and complexity are
-//! also enforced by async-graphql's validation (configured in `schema.rs`).
+//! What one request may ask for: how deep it nests, how many fields it selects, how large a
+//! page it asks for, how long it may take, how large its body and its batch may be. The
+//! policies of `pipeline` enforce them.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -25,6 +25,9 @@ pub struct Limits {
     pub max_complexity: usize,
     pub max_fields: usize,
     pub max_body_bytes: usize,
+    pub max_batch_size: usize,
+    /// How long caches may keep a successful answer to a GET; 0: not at all.
+    pub get_max_age_secs: u64,
     pub request_timeout: Duration,
 }
 
@@ -36,6 +39,8 @@ impl Limits {
             max_complexity: graphql.max_complexity,
             max_fields: graphql.max_fields,
             max_body_bytes: server.max_body_bytes,
+            max_batch_size: graphql.max_batch_size,
+            get_max_age_secs: graphql.get_max_age_secs,
             request_timeout: Duration::from_secs(server.request_timeout_secs),
         }
     }

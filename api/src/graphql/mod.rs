@@ -1,10 +1,11 @@
 //! The GraphQL schema: types, query and mutation fields.
 
-pub mod document_cache;
+pub mod document_store;
 pub mod limits;
 mod mutation;
+pub mod pipeline;
 mod query;
 mod schema;
 pub mod types;
 
-pub use schema::{AppSchema, build_schema, sdl};
+pub use schema::{AppSchema, SchemaParts, build_schema, sdl};

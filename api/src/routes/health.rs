@@ -10,7 +10,7 @@ use axum::{Json, extract::State, http::StatusCode};
 use serde_json::{Value, json};
 
 use crate::database::{self, migrations};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Load balancers probe every few seconds; an answer later than this is as bad as none.
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -52,7 +52,21 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
             match tokio::time::timeout(READINESS_TIMEOUT, database::probe(&state.database_settings))
                 .await
             {
-                Ok(Err(error)) => unavailable(error.diagnosis.problem, &error.diagnosis.remedy),
+                Ok(Err(error)) if state.health_details => {
+                    unavailable(error.diagnosis.problem, &error.diagnosis.remedy)
+                }
+                Ok(Err(error)) => {
+                    // Host, port, role and settings are for the operator, not for any caller.
+                    tracing::error!(
+                        remedy = %error.diagnosis.remedy,
+                        "not ready: {}",
+                        error.diagnosis.problem
+                    );
+                    unavailable(
+                        "the database cannot be reached".to_owned(),
+                        "see the server log",
+                    )
+                }
                 _ => unavailable(
                     format!(
                         "the database did not answer within {} s",

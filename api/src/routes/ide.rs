@@ -1,4 +1,4 @@
-//! The GraphiQL IDE at `GET /graphql`, with every asset it loads served from
+//! The GraphiQL IDE at `GET /graphql` for browsers, with every asset it loads served from
 //! `/graphql/assets/` out of the binary itself (see `api/build.rs`): it works offline, behind
 //! proxies and under a strict Content-Security-Policy.
 
@@ -8,7 +8,7 @@ use axum::{
     response::{Html, IntoResponse, Response},
 };
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/ide_assets.rs"));
@@ -34,7 +34,8 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// What to run when the binary was built without the IDE.
 const BUILD_COMMAND: &str = "npm --prefix api/ide ci && npm --prefix api/ide run build";
 
-pub async fn page(State(state): State<AppState>) -> Response {
+/// The IDE page, for a browser that opens `GET /graphql` (see `routes::graphql::get`).
+pub fn page(state: &AppState) -> Response {
     if !state.ide_enabled {
         return disabled();
     }

@@ -2,14 +2,11 @@
 
 use axum::{extract::State, http::header, response::IntoResponse};
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         state.metrics.render(&state.db, state.health.is_down()),
     )
 }

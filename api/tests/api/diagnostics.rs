@@ -100,7 +100,7 @@ async fn readiness_explains_a_database_that_stopped_answering() {
         .acquire_timeout(Duration::from_millis(500))
         .connect_lazy_with(options);
     let db = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
-    let application = Application::build_with_database(&settings, db)
+    let application = Application::build_with_database(&settings, db, Default::default())
         .await
         .unwrap();
     let address = format!("http://127.0.0.1:{}", application.port());

@@ -24,6 +24,10 @@ use stations_api::configuration::{Environment, Settings};
 use stations_api::startup::Application;
 use url::Url;
 
+/// The `Accept` header Chromium and Firefox send when they open a page.
+pub const BROWSER_ACCEPT: &str =
+    "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8";
+
 /// Serializes building the template across test processes.
 const TEMPLATE_LOCK_KEY: i64 = 0x7465_7374_5f74_706c;
 
@@ -370,6 +374,16 @@ impl TestApp {
             .await
             .expect("send the request")
     }
+
+    /// `GET path` as a browser asks for a page: HTML first.
+    pub async fn open_in_browser(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .header("accept", BROWSER_ACCEPT)
+            .send()
+            .await
+            .expect("send the request")
+    }
 }
 
 /// The status of `GET {address}{path}` (for servers a test runs as a process of its own).
@@ -555,4 +569,25 @@ impl Drop for ServerProcess {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Runs `node script args...` off the test's runtime (the script talks to this runtime's
+/// server) and fails the test with everything it printed unless it succeeds.
+pub async fn run_node_script(script: PathBuf, args: Vec<String>) -> String {
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(&script)
+            .args(&args)
+            .output()
+    })
+    .await
+    .expect("the node script's thread")
+    .expect("run node (install Node.js 20.19 or newer)");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{printed}");
+    printed
 }

@@ -4,9 +4,9 @@
 //! protocol from Rust would mean a large extra dependency and hand-written waiting. This test
 //! owns the server and its database; the script owns the browser.
 
-use std::{path::Path, process::Command};
+use std::path::Path;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{run_node_script, spawn_app};
 
 #[tokio::test]
 async fn the_ide_runs_a_query_and_shows_a_refusal_without_leaving_the_server() {
@@ -30,25 +30,18 @@ async fn the_ide_runs_a_query_and_shows_a_refusal_without_leaving_the_server() {
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ide-e2e");
     let url = format!("{}/graphql", app.address);
     let expect = names.join(",");
-    let script = ide.join("e2e/ide.e2e.mjs");
-    // The browser talks to the server of this test's runtime: wait for it off that runtime.
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(script)
-            .args(["--url", &url, "--expect", &expect])
-            .arg("--out")
-            .arg(&out)
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("run node (install Node.js 20 or newer)");
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_node_script(
+        ide.join("e2e/ide.e2e.mjs"),
+        vec![
+            "--url".into(),
+            url,
+            "--expect".into(),
+            expect,
+            "--out".into(),
+            out.display().to_string(),
+        ],
+    )
+    .await;
     assert!(
         Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join("ide-e2e/graphiql.png")

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod cli;
+mod clients;
 mod container;
 mod diagnostics;
 mod geo;
@@ -14,6 +15,7 @@ mod migrations;
 mod mutations;
 mod outage;
 mod pagination;
+mod persisted_queries;
 mod production;
 mod queries;
 mod round_trips;

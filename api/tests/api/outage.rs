@@ -204,6 +204,94 @@ async fn a_postgresql_restart_loses_no_acknowledged_write_and_the_server_recover
     drop(cluster);
 }
 
+/// PostgreSQL stopped abruptly while the server is idle: the pool's connection is dead and new
+/// ones are refused. The first request must learn that at once, not after the pool has retried
+/// for `database.acquire_timeout_ms`; and in production readiness says why to the log only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_request_after_postgresql_stops_is_told_at_once_that_it_is_unavailable() {
+    let cluster = ScramCluster::start("stations", PASSWORD, "stations").await;
+    let url = cluster.url("stations", Some(PASSWORD), "stations");
+    let (mut server, address) = ServerProcess::start(
+        &url,
+        &[
+            ("APP__DATABASE__MIGRATE_ON_START", "true"),
+            ("APP__DATABASE__ACQUIRE_TIMEOUT_MS", "3000"),
+            ("APP__SERVER__HEALTH_DETAILS", "false"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    assert_eq!(create(&client, &address, "BEFORE").await.0, Answer::Created);
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.stop_immediately();
+        cluster
+    })
+    .await
+    .unwrap();
+    // Idle for over a second, the pooled connection is pinged before use: the ping fails, and
+    // the server refuses to wait for a new connection.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    let started = Instant::now();
+    let body: Value = client
+        .post(format!("{address}/graphql"))
+        .json(&json!({ "query": "{ stations { totalCount } }" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "SERVICE_UNAVAILABLE",
+        "{body}"
+    );
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("the database is unavailable"),
+        "{body}"
+    );
+    assert!(took < Duration::from_millis(700), "answered after {took:?}");
+
+    // Readiness: a generic reason for any caller, the details for the operator's log.
+    let ready = client
+        .get(format!("{address}/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let ready = ready.text().await.unwrap();
+    let port = url::Url::parse(&url).unwrap().port().unwrap().to_string();
+    for detail in [port.as_str(), "127.0.0.1", "stations", "database.url"] {
+        assert!(!ready.contains(detail), "{detail} in {ready}");
+    }
+    assert!(ready.contains("the database cannot be reached"), "{ready}");
+
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.start_again();
+        cluster
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while create(&client, &address, "AFTER").await.0 != Answer::Created {
+        assert!(Instant::now() < deadline, "no recovery after the restart");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(server.terminate().success());
+    assert!(
+        server
+            .log
+            .iter()
+            .any(|line| line.contains("not ready") && line.contains(&port)),
+        "the log has the details:\n{}",
+        server.log.join("\n")
+    );
+    drop(cluster);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_a_request_in_flight_finish_and_refuses_new_connections() {
     let database = TestDatabase::migrated().await;

@@ -178,7 +178,7 @@ async fn each_limit_refuses_with_its_own_code_naming_the_setting() {
         .await;
     assert_eq!(error_code(&body), "QUERY_TOO_DEEP");
     assert!(
-        error_message(&body).contains("deeper than 3 levels (graphql.max_depth)"),
+        error_message(&body).contains("the limit is 3 (graphql.max_depth)"),
         "{body}"
     );
 

@@ -6,8 +6,10 @@
 //! is a plain value already in memory, so when the selection is only such fields (aliases
 //! allowed; no fragments, directives or duplicate keys to merge), the answer is built directly.
 //! Any other selection goes through async-graphql's own list resolution, which gives the same
-//! answer; a test holds the two to that. The schema does not change: `edges` is
-//! `[StationEdge!]!`.
+//! answer; a test holds the two to that, with the schema's policies and directives present.
+//! A value built in one pass never reaches per-field extension hooks: when a policy declares
+//! one (`pipeline::Policy::HOOKS_EVERY_FIELD`), this steps aside. The schema does not change:
+//! `edges` is `[StationEdge!]!`.
 
 use std::{borrow::Cow, collections::HashSet};
 
@@ -21,6 +23,7 @@ use async_graphql::{
 
 use super::connection::StationEdge;
 use super::station::Station;
+use crate::graphql::pipeline::FieldHooks;
 
 /// The edges of one page, as the `edges` field returns them.
 pub struct StationEdges<'a>(pub &'a [StationEdge]);
@@ -64,10 +67,13 @@ impl OutputType for StationEdges<'_> {
         ctx: &ContextSelectionSet<'_>,
         field: &Positioned<Field>,
     ) -> ServerResult<Value> {
-        // `ctx.item` is the selection under `edges`, as async-graphql's own list and object
-        // resolvers read it. The schema registers no extensions, so there are no per-field
-        // hooks to call.
-        match edge_plan(&ctx.item.node) {
+        let field_hooks = ctx.data_opt::<FieldHooks>().is_none_or(|hooks| hooks.0);
+        let plan = if field_hooks {
+            None
+        } else {
+            edge_plan(&field.node.selection_set.node)
+        };
+        match plan {
             Some(plan) => Ok(Value::List(
                 self.0.iter().map(|edge| edge_value(edge, &plan)).collect(),
             )),

@@ -1,0 +1,228 @@
+//! GraphQL over HTTP at `/graphql` (<https://graphql.github.io/graphql-over-http/draft/>), the
+//! transport only: it decodes the request (a JSON body, or the query string of a GET), hands
+//! each operation to the schema, whose policies decide everything else
+//! (`graphql::pipeline`), and encodes the answer in the media type the client accepts, with
+//! the status the spec gives it. A browser asking for HTML gets the IDE instead.
+
+mod accept;
+mod respond;
+mod wire;
+
+use std::time::Instant;
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, RawQuery, Request, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
+
+use crate::graphql::pipeline::{Origin, Transport};
+use crate::routes::ide;
+use crate::state::AppState;
+use accept::{Accept, MediaType};
+use wire::Operations;
+
+/// `POST /graphql`: one operation, or a batch of them, as JSON.
+pub async fn post(State(state): State<AppState>, request: Request) -> Response {
+    let started = Instant::now();
+    let headers = request.headers().clone();
+    let media = match Accept::from_headers(&headers).graphql() {
+        Ok(media) => media,
+        Err(_) => return refuse(&state, started, Rejection::not_acceptable()),
+    };
+    let operations = match read_body(&state, request).await {
+        Ok(body) => wire::from_body(&body, state.limits.max_batch_size),
+        Err(rejection) => Err(rejection),
+    };
+    let operations = match operations {
+        Ok(operations) => operations,
+        Err(rejection) => return refuse(&state, started, rejection.in_media(media)),
+    };
+    let origin = Origin {
+        transport: Transport::Post,
+        authorization: headers.get(header::AUTHORIZATION).cloned(),
+    };
+    match operations {
+        Operations::Single(request) => {
+            respond::single(state.schema.execute(request.data(origin)).await, media)
+        }
+        Operations::Batch(requests) => {
+            // In order, one at a time: a batch's mutations apply in the order they were sent.
+            let mut responses = Vec::with_capacity(requests.len());
+            for request in requests {
+                responses.push(state.schema.execute(request.data(origin.clone())).await);
+            }
+            respond::batch(&responses, media)
+        }
+    }
+}
+
+/// `GET /graphql`: a query in the URL (`?query=...&variables=...`), or, for a browser, the IDE.
+pub async fn get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query_string): RawQuery,
+) -> Response {
+    let started = Instant::now();
+    let accept = Accept::from_headers(&headers);
+    if accept.prefers_html() {
+        let mut page = ide::page(&state);
+        page.headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("Accept"));
+        return page;
+    }
+    let media = match accept.graphql() {
+        Ok(media) => media,
+        Err(_) => return refuse(&state, started, Rejection::not_acceptable()),
+    };
+    let request = match wire::from_query_string(query_string.as_deref().unwrap_or_default()) {
+        Ok(request) => request,
+        Err(rejection) => return refuse(&state, started, rejection.in_media(media)),
+    };
+    let authorization = headers.get(header::AUTHORIZATION).cloned();
+    let cache_control = cache_control(&state, authorization.is_some());
+    let origin = Origin {
+        transport: Transport::Get,
+        authorization,
+    };
+    let response = state.schema.execute(request.data(origin)).await;
+    let cacheable = response.errors.is_empty();
+    let mut answer = respond::single(response, media);
+    let headers = answer.headers_mut();
+    headers.insert(
+        header::CACHE_CONTROL,
+        match (cacheable, cache_control) {
+            (true, Some(value)) => value,
+            _ => HeaderValue::from_static("no-store"),
+        },
+    );
+    headers.insert(
+        header::VARY,
+        HeaderValue::from_static("Accept, Authorization"),
+    );
+    answer
+}
+
+/// How long caches may keep a successful GET answer (`graphql.get_max_age_secs`): shared
+/// caches only when no `Authorization` was sent, the client's own otherwise. `None`: not at all.
+fn cache_control(state: &AppState, authorized: bool) -> Option<HeaderValue> {
+    let max_age = state.limits.get_max_age_secs;
+    if max_age == 0 {
+        return None;
+    }
+    let scope = if authorized { "private" } else { "public" };
+    HeaderValue::from_str(&format!("{scope}, max-age={max_age}")).ok()
+}
+
+async fn read_body(state: &AppState, request: Request) -> Result<Bytes, Rejection> {
+    let max_body_bytes = state.limits.max_body_bytes;
+    let too_large = || {
+        Rejection::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            format!(
+                "the request body is larger than {max_body_bytes} bytes (server.max_body_bytes)"
+            ),
+        )
+    };
+    // A declared length over the limit is refused before a byte of the body is read.
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > max_body_bytes) {
+        return Err(too_large());
+    }
+    let is_json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(Rejection::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "send the operation as JSON with Content-Type: application/json",
+        ));
+    }
+    // Bounded by the router's DefaultBodyLimit (server.max_body_bytes).
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large()
+            } else {
+                Rejection::new(rejection.status(), "BAD_REQUEST", rejection.body_text())
+            }
+        })
+}
+
+/// Answers a request refused before it reached the schema, and counts it.
+fn refuse(state: &AppState, started: Instant, rejection: Rejection) -> Response {
+    state
+        .metrics
+        .record_request("invalid_request", rejection.code, started.elapsed());
+    rejection.into_response()
+}
+
+/// Why a request was not even a GraphQL request: answered with a 4xx status and a
+/// GraphQL-shaped error body, so that clients read it like any other error.
+#[derive(Debug)]
+pub struct Rejection {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    /// The request parameter at fault (`variables`, `[2].query`).
+    field: Option<String>,
+    media: MediaType,
+}
+
+impl Rejection {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            media: MediaType::Json,
+        }
+    }
+
+    fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    fn in_media(mut self, media: MediaType) -> Self {
+        self.media = media;
+        self
+    }
+
+    fn not_acceptable() -> Self {
+        Self::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "NOT_ACCEPTABLE",
+            "this endpoint answers application/graphql-response+json or application/json: \
+             accept one of them",
+        )
+    }
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        let mut extensions = json!({ "code": self.code });
+        if let Some(field) = self.field {
+            extensions["field"] = json!(field);
+        }
+        let body = json!({ "errors": [{ "message": self.message, "extensions": extensions }] });
+        (
+            self.status,
+            [(header::CONTENT_TYPE, self.media.content_type())],
+            body.to_string(),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,27 @@
+//! What every HTTP handler can reach.
+
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+
+use crate::configuration::DatabaseSettings;
+use crate::database::health::DatabaseHealth;
+use crate::graphql::AppSchema;
+use crate::graphql::limits::Limits;
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+pub struct AppState {
+    /// The schema with every policy of the request pipeline (`graphql::pipeline`).
+    pub schema: AppSchema,
+    pub db: DatabaseConnection,
+    /// For explaining an unreachable database in readiness answers.
+    pub database_settings: Arc<DatabaseSettings>,
+    /// Whether `/health/ready` may tell callers the database's host, port and role, and which
+    /// setting to change (`server.health_details`); the log has them either way.
+    pub health_details: bool,
+    pub ide_enabled: bool,
+    pub limits: Limits,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<DatabaseHealth>,
+}
