@@ -4,4 +4,5 @@
 //! A test in the API crate compares these declarations with a freshly migrated database, so
 //! an entity and the migrations that shape its table cannot drift apart.
 
+pub mod observation;
 pub mod station;

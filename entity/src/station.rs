@@ -30,6 +30,16 @@ pub struct Model {
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
+pub enum Relation {
+    /// What the station measured, one row per instant.
+    #[sea_orm(has_many = "super::observation::Entity")]
+    Observations,
+}
+
+impl Related<super::observation::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Observations.def()
+    }
+}
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -1,4 +1,4 @@
-//! The stations schema and its evolution.
+//! The stations schema and its evolution: stations, then what they observe.
 //!
 //! Every step is written as plain PostgreSQL DDL rather than through the schema builder: the
 //! builder's defaults change between releases (sea-query 1.0 turned auto-increment keys into
@@ -17,6 +17,7 @@ mod m20261125_000001_create_stations;
 mod m20261125_000002_add_station_name_code_elevation;
 mod m20261125_000003_add_station_timestamps_and_coordinate_checks;
 mod m20261125_000004_add_station_geo_indexes;
+mod m20261201_000005_create_observations;
 
 /// Every migration of the stations schema, oldest first.
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_add_station_name_code_elevation::Migration),
             Box::new(m20261125_000003_add_station_timestamps_and_coordinate_checks::Migration),
             Box::new(m20261125_000004_add_station_geo_indexes::Migration),
+            Box::new(m20261201_000005_create_observations::Migration),
         ]
     }
 }

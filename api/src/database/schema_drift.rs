@@ -1,7 +1,8 @@
-//! Compares what the `entity` crate declares with the tables the database really has, column
-//! by column: name, type, nullability, uniqueness and primary key. A test runs it on a freshly
-//! migrated database, so a migration and an entity cannot drift apart unnoticed; the same
-//! check finds a table that someone altered by hand.
+//! Compares what the `entity` crate declares with the tables the database really has, for
+//! every entity: column by column (name, type, nullability, uniqueness and primary key), and
+//! the foreign keys its `belongs_to` relations declare. A test runs it on a freshly migrated
+//! database, so a migration and an entity cannot drift apart unnoticed; the same check finds a
+//! table that someone altered by hand.
 
 use std::fmt;
 
@@ -38,7 +39,9 @@ struct ColumnShape {
 
 /// Every difference between the entities of this service and the database.
 pub async fn differences(db: &impl ConnectionTrait) -> Result<Vec<ColumnDifference>, DbErr> {
-    compare(db, entity::station::Entity).await
+    let mut differences = compare(db, entity::station::Entity).await?;
+    differences.extend(compare(db, entity::observation::Entity).await?);
+    Ok(differences)
 }
 
 async fn compare<E: EntityTrait>(
@@ -134,7 +137,92 @@ async fn compare<E: EntityTrait>(
             );
         }
     }
+    let declared_keys = declared_foreign_keys::<E>();
+    let found_keys = database_foreign_keys(db, &table).await?;
+    for key in &declared_keys {
+        if !found_keys.contains(key) {
+            differ(
+                &key.column,
+                format!(
+                    "the entity declares a foreign key to {}.{}, the table has none",
+                    key.table, key.references
+                ),
+            );
+        }
+    }
+    for key in &found_keys {
+        if !declared_keys.contains(key) {
+            differ(
+                &key.column,
+                format!(
+                    "the table has a foreign key to {}.{}, the entity declares no such relation",
+                    key.table, key.references
+                ),
+            );
+        }
+    }
     Ok(differences)
+}
+
+/// A single-column foreign key: `column` references `table`.`references`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ForeignKey {
+    column: String,
+    table: String,
+    references: String,
+}
+
+/// The foreign keys an entity's `belongs_to` relations declare.
+fn declared_foreign_keys<E: EntityTrait>() -> Vec<ForeignKey> {
+    use sea_orm::{Identity, RelationTrait, sea_query::TableRef};
+    let single = |identity: &Identity| match identity {
+        Identity::Unary(column) => Some(column.to_string()),
+        _ => None,
+    };
+    E::Relation::iter()
+        .map(|relation| relation.def())
+        .filter(|relation| !relation.is_owner)
+        .filter_map(|relation| {
+            let table = match &relation.to_tbl {
+                TableRef::Table(name, _) => name.1.to_string(),
+                _ => return None,
+            };
+            Some(ForeignKey {
+                column: single(&relation.from_col)?,
+                table,
+                references: single(&relation.to_col)?,
+            })
+        })
+        .collect()
+}
+
+async fn database_foreign_keys(
+    db: &impl ConnectionTrait,
+    table: &str,
+) -> Result<Vec<ForeignKey>, DbErr> {
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT a.attname::text AS column_name, t.relname::text AS table_name,
+                    r.attname::text AS references_name
+             FROM pg_constraint c
+             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+             JOIN pg_class t ON t.oid = c.confrelid
+             JOIN pg_attribute r ON r.attrelid = c.confrelid AND r.attnum = c.confkey[1]
+             WHERE c.contype = 'f' AND c.conrelid = to_regclass($1)
+               AND cardinality(c.conkey) = 1",
+            [table.into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(ForeignKey {
+                column: row.try_get("", "column_name")?,
+                table: row.try_get("", "table_name")?,
+                references: row.try_get("", "references_name")?,
+            })
+        })
+        .collect()
 }
 
 fn null_word(nullable: bool) -> &'static str {

@@ -3,10 +3,12 @@
 //! imports) rejects bad input with the same words.
 
 mod geo;
+mod observation;
 mod station;
 
 use geo::within;
 pub use geo::{DegreeBox, EARTH_RADIUS_KM, Latitude, Longitude, RadiusKm, enclosing_boxes};
+pub use observation::{CLOCK_SKEW, Measure, NewObservation, observed_at};
 pub use station::{Elevation, NewStation, StationChanges, StationCode, StationName};
 
 /// Why a value was refused, phrased to follow the field's name: "must be between -90 and 90".

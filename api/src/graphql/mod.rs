@@ -2,6 +2,7 @@
 
 pub mod document_store;
 pub mod limits;
+pub mod loaders;
 mod mutation;
 pub mod pipeline;
 mod query;

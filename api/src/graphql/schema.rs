@@ -1,19 +1,24 @@
-//! The schema: query and mutation roots merged from one object per entity, and the policies
-//! every operation passes, in order.
+//! The schema: query and mutation roots merged from one object per entity, the batch loaders
+//! of related rows, and the policies every operation passes, in order.
 
 use std::sync::Arc;
 
-use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
+use async_graphql::{
+    EmptySubscription, MergedObject, Schema, SchemaBuilder, dataloader::DataLoader,
+};
 use sea_orm::DatabaseConnection;
 
 use super::document_store::DocumentStore;
 use super::limits::Limits;
+use super::loaders::Batches;
+use super::mutation::observation::ObservationMutation;
 use super::mutation::station::StationMutation;
 use super::pipeline::{
     Policies, authorization::Authorization, cost::Cost, database_gate::DatabaseGate,
     deadline::Deadline, documents::Documents, error_codes::ErrorCodes, read_only_get::ReadOnlyGet,
     telemetry::Telemetry,
 };
+use super::query::observation::ObservationQuery;
 use super::query::station::StationQuery;
 use crate::auth::Authenticator;
 use crate::database::health::DatabaseHealth;
@@ -23,11 +28,11 @@ pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(StationQuery);
+pub struct QueryRoot(StationQuery, ObservationQuery);
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(StationMutation);
+pub struct MutationRoot(StationMutation, ObservationMutation);
 
 fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
     Schema::build(
@@ -62,6 +67,10 @@ pub fn build_schema(parts: SchemaParts) -> AppSchema {
         .then(DatabaseGate::new(parts.health))
         .then(Deadline::new(limits.request_timeout))
         .into_builder()
+        .data(DataLoader::new(
+            Batches::new(parts.db.clone()),
+            tokio::spawn,
+        ))
         .data(parts.db)
         .data(limits);
     if !parts.introspection {

@@ -1,4 +1,5 @@
 //! Database operations, one module per entity. Functions take any connection or transaction
 //! and return the driver's errors, or a write error that names what the client did wrong.
 
+pub mod observation;
 pub mod station;

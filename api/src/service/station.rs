@@ -5,12 +5,14 @@
 //! others are inserted between two requests.
 
 use chrono::{DateTime, Utc};
+use entity::observation;
 use entity::station::{self, Column, Entity as Station};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, Order,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement, TransactionTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement,
+    TransactionSession, TransactionTrait,
     sea_query::{Expr, ExprTrait, LikeExpr, extension::postgres::PgExpr},
 };
 
@@ -22,6 +24,8 @@ use crate::domain::{
 
 /// The unique constraint on `stations.code`, named in the migration that adds the column.
 const CODE_UNIQUE_CONSTRAINT: &str = "stations_code_key";
+/// The foreign key from `observations` to `stations`.
+const OBSERVATIONS_STATION_CONSTRAINT: &str = "observations_station_id_fkey";
 
 /// Which stations a list holds. Every present criterion must match.
 #[derive(Debug, Clone, Default)]
@@ -135,6 +139,9 @@ pub enum WriteError {
     DuplicateCode(String),
     #[error("no station has that id")]
     NotFound,
+    /// Deleting the station would delete this many observations, which was not asked for.
+    #[error("the station has {0} observations")]
+    HasObservations(i64),
     #[error(transparent)]
     Database(#[from] DbErr),
 }
@@ -363,14 +370,42 @@ pub async fn update(
     })
 }
 
-/// Deletes the station `id`.
+/// Deletes the station `id`. A station with observations is deleted only with `cascade`, and
+/// then together with them, in one transaction.
 #[tracing::instrument(skip(db))]
-pub async fn delete(db: &impl ConnectionTrait, id: i32) -> Result<(), WriteError> {
-    let result = Station::delete_by_id(id).exec(db).await?;
-    if result.rows_affected == 0 {
-        return Err(WriteError::NotFound);
+pub async fn delete(
+    db: &(impl ConnectionTrait + TransactionTrait),
+    id: i32,
+    cascade: bool,
+) -> Result<(), WriteError> {
+    if cascade {
+        let transaction = db.begin().await?;
+        observation::Entity::delete_many()
+            .filter(observation::Column::StationId.eq(id))
+            .exec(&transaction)
+            .await?;
+        let result = Station::delete_by_id(id).exec(&transaction).await?;
+        if result.rows_affected == 0 {
+            return Err(WriteError::NotFound);
+        }
+        transaction.commit().await?;
+        return Ok(());
     }
-    Ok(())
+    // The foreign key refuses the delete while observations remain: nothing goes silently.
+    match Station::delete_by_id(id).exec(db).await {
+        Ok(result) if result.rows_affected == 0 => Err(WriteError::NotFound),
+        Ok(_) => Ok(()),
+        Err(error)
+            if database::violated_constraint(&error) == Some(OBSERVATIONS_STATION_CONSTRAINT) =>
+        {
+            let count = observation::Entity::find()
+                .filter(observation::Column::StationId.eq(id))
+                .count(db)
+                .await?;
+            Err(WriteError::HasObservations(count as i64))
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 fn new_row(station: NewStation) -> station::ActiveModel {

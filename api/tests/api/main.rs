@@ -13,6 +13,7 @@ mod ide;
 mod import;
 mod migrations;
 mod mutations;
+mod observations;
 mod outage;
 mod pagination;
 mod persisted_queries;

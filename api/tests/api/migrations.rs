@@ -7,7 +7,7 @@ use secrecy::SecretString;
 use stations_api::database::{migrations, schema_drift};
 use stations_api::startup::{Application, StartupError};
 
-use crate::helpers::{TestDatabase, test_settings};
+use crate::helpers::{TestDatabase, migration_names, test_settings};
 
 /// Everything a migration can change in the `public` schema, as sorted text lines.
 async fn schema_snapshot(db: &DatabaseConnection) -> Vec<String> {
@@ -64,6 +64,14 @@ async fn each_migration_is_undone_exactly_by_its_down_with_rows_present() {
         if step == 1 {
             db.execute_unprepared(
                 "INSERT INTO stations (lat, lng) VALUES (47.37, 8.54), (-33.9, 151.2)",
+            )
+            .await
+            .unwrap();
+        }
+        if migration_names()[step - 1].ends_with("create_observations") {
+            db.execute_unprepared(
+                "INSERT INTO observations (station_id, observed_at, temperature_c)
+                 SELECT id, now(), 21.5 FROM stations",
             )
             .await
             .unwrap();
@@ -148,6 +156,27 @@ async fn the_drift_check_reports_each_column_altered_by_hand() {
             "stations.name: the entity declares it NOT NULL, the table has it NULL",
             "stations.elevation_m: the entity declares type double precision, the table has real",
             "stations.notes: the table has this text column, the entity does not declare it",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_drift_check_compares_foreign_keys_too() {
+    let database = TestDatabase::migrated().await;
+    let db = database.connect().await;
+    db.execute_unprepared("ALTER TABLE observations DROP CONSTRAINT observations_station_id_fkey")
+        .await
+        .unwrap();
+    let differences: Vec<String> = schema_drift::differences(&db)
+        .await
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        differences,
+        [
+            "observations.station_id: the entity declares a foreign key to stations.id, the table has none"
         ]
     );
 }

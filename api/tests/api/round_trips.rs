@@ -105,3 +105,62 @@ async fn each_operation_costs_the_statements_it_needs_and_no_more() {
     );
     assert_eq!(statements_for(&app, &deep).await, 1, "a deep page");
 }
+
+/// Related rows cost one statement per level of the query, whatever the number of rows: the
+/// batch loaders turn fifty `latestObservation` fields into one statement, not fifty.
+#[tokio::test]
+async fn related_rows_cost_one_statement_per_level_whatever_the_page_size() {
+    let app = spawn_app().await;
+    let mut inputs = Vec::new();
+    for index in 0..60 {
+        let station = app
+            .create_station(&format!("NP{index:02}"), "Batched", 46.0, 7.0)
+            .await;
+        for hour in 0..4 {
+            inputs.push(json!({
+                "stationId": station["id"],
+                "observedAt": format!("2026-05-01T{hour:02}:00:00Z"),
+                "temperatureC": hour as f64,
+            }));
+        }
+    }
+    let body = app
+        .graphql(
+            "mutation($inputs: [ObservationInput!]!) { recordObservations(inputs: $inputs) { inserted } }",
+            json!({ "inputs": inputs }),
+        )
+        .await;
+    assert_no_errors(&body);
+
+    for first in [5, 50] {
+        let query = format!(
+            "{{ stations(first: {first}) {{ edges {{ node {{ code
+                latestObservation {{ observedAt temperatureC }}
+                observations(first: 3) {{ edges {{ node {{ observedAt }} }} pageInfo {{ hasNextPage }} }}
+            }} }} }} }}"
+        );
+        assert_eq!(
+            statements_for(&app, &query).await,
+            3,
+            "a page of {first} stations with their latest observation and three more"
+        );
+    }
+    assert_eq!(
+        statements_for(
+            &app,
+            "{ observations(first: 100) { edges { node { temperatureC station { code name } } } } }"
+        )
+        .await,
+        2,
+        "a page of 100 observations with their stations"
+    );
+    assert_eq!(
+        statements_for(
+            &app,
+            "{ stations(first: 50) { edges { node { observationSummary { count temperatureC { avg } } } } } }"
+        )
+        .await,
+        2,
+        "a page of 50 stations with a summary each"
+    );
+}

@@ -95,11 +95,19 @@ impl StationMutation {
         Ok(Station::from(row))
     }
 
-    /// Deletes a station and returns its id.
-    async fn delete_station(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
+    /// Deletes a station and returns its id. A station with observations is refused with
+    /// CONFLICT, which says how many it has, unless `cascade` is true: then they are deleted
+    /// with it.
+    async fn delete_station(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        #[graphql(desc = "Delete the station's observations with it. Default: false.")]
+        cascade: Option<bool>,
+    ) -> Result<ID> {
         let station_id = parse_station_id(&id, "id")?;
         let db = ctx.data::<DatabaseConnection>()?;
-        service::delete(db, station_id)
+        service::delete(db, station_id, cascade.unwrap_or(false))
             .await
             .map_err(|error| write_error(error, "id", Some(&id)))?;
         Ok(id)
@@ -116,6 +124,14 @@ fn write_error(error: WriteError, code_field: &str, id: Option<&ID>) -> ApiError
         },
         WriteError::NotFound => ApiError::NotFound {
             id: id.map(|id| id.to_string()).unwrap_or_default(),
+        },
+        WriteError::HasObservations(count) => ApiError::Conflict {
+            field: "cascade".to_owned(),
+            message: format!(
+                "station {} has {count} observation(s) and deleting it would delete them too: \
+                 call deleteStation with cascade: true to delete both",
+                id.map(|id| id.to_string()).unwrap_or_default()
+            ),
         },
         WriteError::Database(error) => ApiError::from(error),
     }

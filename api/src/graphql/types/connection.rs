@@ -1,5 +1,6 @@
 //! The `stations` list as a Relay cursor connection
-//! (<https://relay.dev/graphql/connections.htm>), paging forward with `first` and `after`.
+//! (<https://relay.dev/graphql/connections.htm>), paging forward with `first` and `after`, and
+//! the `PageInfo` every connection shares.
 
 use async_graphql::{Context, Object, Result, SimpleObject};
 use sea_orm::DatabaseConnection;
@@ -8,6 +9,9 @@ use super::cursor;
 use super::edges::StationEdges;
 use super::station::Station;
 use crate::error::ApiError;
+use crate::service::observation::{
+    self as observations, ObservationPosition, TimeOrder, TimeRange,
+};
 use crate::service::station::{
     self as service, KeysetPosition, StationCriteria, StationOrdering, StationPage,
 };
@@ -26,19 +30,28 @@ pub struct StationEdge {
     pub node: Station,
 }
 
-/// Where this page stands in the whole list.
+/// Where this page stands in the whole list; shared by every connection of the schema.
 pub struct PageInfo {
-    has_next_page: bool,
-    start_cursor: Option<String>,
-    end_cursor: Option<String>,
+    pub has_next_page: bool,
+    pub start_cursor: Option<String>,
+    pub end_cursor: Option<String>,
     /// What `hasPreviousPage` asks the database, when the page did not start the list.
-    earlier: Option<EarlierRows>,
+    pub earlier: Option<EarlierRows>,
 }
 
-struct EarlierRows {
-    criteria: StationCriteria,
-    ordering: StationOrdering,
-    after: KeysetPosition,
+/// The rows a page that started after a cursor left behind it.
+pub enum EarlierRows {
+    Stations {
+        criteria: StationCriteria,
+        ordering: StationOrdering,
+        after: KeysetPosition,
+    },
+    Observations {
+        station_ids: Option<Vec<i32>>,
+        range: TimeRange,
+        order: TimeOrder,
+        after: ObservationPosition,
+    },
 }
 
 impl StationConnection {
@@ -60,7 +73,7 @@ impl StationConnection {
             has_next_page: page.has_next_page,
             start_cursor: edges.first().map(|edge| edge.cursor.clone()),
             end_cursor: edges.last().map(|edge| edge.cursor.clone()),
-            earlier: after.map(|after| EarlierRows {
+            earlier: after.map(|after| EarlierRows::Stations {
                 criteria: criteria.clone(),
                 ordering,
                 after,
@@ -108,11 +121,20 @@ impl PageInfo {
             return Ok(false);
         };
         let db = ctx.data::<DatabaseConnection>()?;
-        Ok(
-            service::any_up_to(db, &earlier.criteria, earlier.ordering, &earlier.after)
-                .await
-                .map_err(ApiError::from)?,
-        )
+        let found = match earlier {
+            EarlierRows::Stations {
+                criteria,
+                ordering,
+                after,
+            } => service::any_up_to(db, criteria, *ordering, after).await,
+            EarlierRows::Observations {
+                station_ids,
+                range,
+                order,
+                after,
+            } => observations::any_up_to(db, station_ids.as_deref(), *range, *order, *after).await,
+        };
+        Ok(found.map_err(ApiError::from)?)
     }
 
     async fn start_cursor(&self) -> Option<&str> {

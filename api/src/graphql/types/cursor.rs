@@ -7,9 +7,76 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::DateTime;
 
 use crate::error::ApiError;
+use crate::service::observation::{ObservationPosition, TimeOrder};
 use crate::service::station::{KeysetPosition, SortDirection, SortField, SortKey, StationOrdering};
 
 const VERSION: &str = "v1";
+/// Observation cursors carry a version of their own, so that one is never mistaken for the
+/// other's.
+const OBSERVATION_VERSION: &str = "o1";
+
+/// The cursor of an observation in a list running in `order`.
+pub fn encode_observation(position: ObservationPosition, order: TimeOrder) -> String {
+    let text = format!(
+        "{OBSERVATION_VERSION}|{}|{}|{}",
+        order_name(order),
+        position.id,
+        position.observed_at.timestamp_micros()
+    );
+    URL_SAFE_NO_PAD.encode(text)
+}
+
+/// Reads a cursor given as the argument `field` of a list of observations running in `order`.
+pub fn decode_observation(
+    cursor: &str,
+    order: TimeOrder,
+    field: &str,
+) -> Result<ObservationPosition, ApiError> {
+    let malformed = || {
+        ApiError::bad_input(
+            field,
+            "is not a cursor of a list of observations: pass an edge's cursor or \
+             pageInfo.endCursor unchanged",
+        )
+    };
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| malformed())?;
+    let text = String::from_utf8(bytes).map_err(|_| malformed())?;
+    let mut parts = text.split('|');
+    let (Some(OBSERVATION_VERSION), Some(cursor_order), Some(id), Some(micros), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return Err(malformed());
+    };
+    if cursor_order != order_name(order) {
+        return Err(ApiError::bad_input(
+            field,
+            format!(
+                "belongs to a list ordered {cursor_order}, not {}: pass the same order as for the \
+                 page it came from, or leave {field} out to start over",
+                order_name(order)
+            ),
+        ));
+    }
+    Ok(ObservationPosition {
+        id: id.parse().map_err(|_| malformed())?,
+        observed_at: micros
+            .parse::<i64>()
+            .ok()
+            .and_then(DateTime::from_timestamp_micros)
+            .ok_or_else(malformed)?,
+    })
+}
+
+fn order_name(order: TimeOrder) -> &'static str {
+    match order {
+        TimeOrder::NewestFirst => "NEWEST_FIRST",
+        TimeOrder::OldestFirst => "OLDEST_FIRST",
+    }
+}
 
 pub fn encode(position: &KeysetPosition, ordering: StationOrdering) -> String {
     let key = match &position.key {
@@ -164,10 +231,40 @@ mod tests {
         }
     }
 
+    #[test]
+    fn an_observation_cursor_round_trips_and_is_no_station_cursor() {
+        let position = ObservationPosition {
+            observed_at: DateTime::from_timestamp_micros(1_764_063_000_123_456).unwrap(),
+            id: 9_000_000_001,
+        };
+        let cursor = encode_observation(position, TimeOrder::OldestFirst);
+        assert_eq!(
+            decode_observation(&cursor, TimeOrder::OldestFirst, "after").unwrap(),
+            position
+        );
+        let other_order = decode_observation(&cursor, TimeOrder::NewestFirst, "after")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            other_order.contains("ordered OLDEST_FIRST, not NEWEST_FIRST"),
+            "{other_order}"
+        );
+        let station_cursor = encode(
+            &KeysetPosition {
+                key: SortKey::Id,
+                id: 3,
+            },
+            StationOrdering::default(),
+        );
+        assert!(decode_observation(&station_cursor, TimeOrder::NewestFirst, "after").is_err());
+        assert!(decode(&cursor, StationOrdering::default(), "after").is_err());
+    }
+
     proptest::proptest! {
         #[test]
         fn decoding_arbitrary_text_never_panics(text in ".*") {
             let _ = decode(&text, StationOrdering::default(), "after");
+            let _ = decode_observation(&text, TimeOrder::NewestFirst, "after");
         }
 
         #[test]

@@ -104,7 +104,7 @@ impl StationFilter {
 }
 
 impl BoundingBox {
-    fn validate(self, path: &str) -> Result<BoxCriterion, ApiError> {
+    pub fn validate(self, path: &str) -> Result<BoxCriterion, ApiError> {
         let min_lat = Latitude::parse(self.min_lat).map_err(at(format!("{path}.minLat")))?;
         let max_lat = Latitude::parse(self.max_lat).map_err(at(format!("{path}.maxLat")))?;
         let min_lng = Longitude::parse(self.min_lng).map_err(at(format!("{path}.minLng")))?;

@@ -5,4 +5,6 @@ pub mod cursor;
 pub mod edges;
 pub mod geo;
 pub mod list;
+pub mod observation;
 pub mod station;
+pub mod station_observations;

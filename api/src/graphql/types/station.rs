@@ -9,8 +9,10 @@ use crate::domain::{
 };
 use crate::error::ApiError;
 
-/// A geographic station.
+/// A geographic station. Its observations are fields of their own
+/// (`types::station_observations`).
 #[derive(Debug, Clone, SimpleObject)]
+#[graphql(complex)]
 pub struct Station {
     pub id: ID,
     /// Short external identifier, unique across stations: 1 to 32 characters from A-Z, a-z,
@@ -26,12 +28,16 @@ pub struct Station {
     pub created_at: DateTime<Utc>,
     /// Set by the database on every change, whoever makes it.
     pub updated_at: DateTime<Utc>,
+    /// The id as the database has it, for the loaders of related rows.
+    #[graphql(skip)]
+    pub row_id: i32,
 }
 
 impl From<entity::station::Model> for Station {
     fn from(row: entity::station::Model) -> Self {
         Self {
             id: ID(row.id.to_string()),
+            row_id: row.id,
             code: row.code,
             name: row.name,
             lat: row.lat,

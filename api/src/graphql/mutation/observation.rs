@@ -1,0 +1,57 @@
+use async_graphql::{Context, Object, Result};
+use chrono::Utc;
+use sea_orm::DatabaseConnection;
+
+use crate::error::ApiError;
+use crate::graphql::types::observation::{ObservationInput, RecordObservationsPayload};
+use crate::service::observation::{self as service, RecordError};
+
+/// The most observations one `recordObservations` call may carry.
+pub const MAX_OBSERVATIONS_PER_CALL: usize = 1000;
+
+#[derive(Default)]
+pub struct ObservationMutation;
+
+#[Object]
+impl ObservationMutation {
+    /// Records observations, all of them or, if any is refused, none. Sending the same
+    /// observation (station and instant) again stores nothing new: the payload counts it as a
+    /// duplicate, so a client may safely retry a call whose answer it did not get.
+    async fn record_observations(
+        &self,
+        ctx: &Context<'_>,
+        inputs: Vec<ObservationInput>,
+    ) -> Result<RecordObservationsPayload> {
+        if inputs.len() > MAX_OBSERVATIONS_PER_CALL {
+            return Err(ApiError::bad_input(
+                "inputs",
+                format!(
+                    "must hold at most {MAX_OBSERVATIONS_PER_CALL} observations (got {}); send \
+                     several calls",
+                    inputs.len()
+                ),
+            )
+            .into());
+        }
+        let now = Utc::now();
+        let observations = inputs
+            .into_iter()
+            .enumerate()
+            .map(|(index, input)| input.validate(&format!("inputs[{index}]"), now))
+            .collect::<Result<Vec<_>, _>>()?;
+        let db = ctx.data::<DatabaseConnection>()?;
+        let recorded = service::record(db, &observations)
+            .await
+            .map_err(|error| match error {
+                RecordError::UnknownStation { index, station_id } => ApiError::bad_input(
+                    format!("inputs[{index}].stationId"),
+                    format!("names no station: no station has id {station_id}"),
+                ),
+                RecordError::Database(error) => ApiError::from(error),
+            })?;
+        Ok(RecordObservationsPayload {
+            inserted: recorded.inserted,
+            duplicates: recorded.duplicates,
+        })
+    }
+}

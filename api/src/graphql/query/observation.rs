@@ -1,0 +1,56 @@
+use async_graphql::{Context, Object, Result};
+use sea_orm::DatabaseConnection;
+
+use crate::error::ApiError;
+use crate::graphql::limits::Limits;
+use crate::graphql::types::cursor;
+use crate::graphql::types::list::page_size;
+use crate::graphql::types::observation::{
+    ObservationConnection, ObservationFilter, ObservationOrder,
+};
+use crate::service::observation::{self as service, TimeOrder};
+
+#[derive(Default)]
+pub struct ObservationQuery;
+
+#[Object]
+impl ObservationQuery {
+    /// Observations of every station, a page at a time, newest first unless `order` says
+    /// otherwise: pass `pageInfo.endCursor` as `after` for the next page.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, i32::MAX) as usize * child_complexity")]
+    async fn observations(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<ObservationFilter>,
+        #[graphql(
+            default = 20,
+            desc = "How many observations: up to graphql.max_page_size (100 unless configured)."
+        )]
+        first: Option<i32>,
+        #[graphql(desc = "A cursor from the previous page, with the same order.")] after: Option<
+            String,
+        >,
+        #[graphql(desc = "Default: NEWEST_FIRST.")] order: Option<ObservationOrder>,
+    ) -> Result<ObservationConnection> {
+        let first = page_size(first.unwrap_or(20), "first", ctx.data::<Limits>()?)?;
+        let order = TimeOrder::from(order.unwrap_or_default());
+        let criteria = filter
+            .map(|filter| filter.validate("filter"))
+            .transpose()?
+            .unwrap_or_default();
+        let after = after
+            .map(|cursor| cursor::decode_observation(&cursor, order, "after"))
+            .transpose()?;
+        let db = ctx.data::<DatabaseConnection>()?;
+        let page = service::page(db, &criteria, order, after, first)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(ObservationConnection::new(
+            page,
+            order,
+            after,
+            criteria.station_ids,
+            criteria.range,
+        ))
+    }
+}

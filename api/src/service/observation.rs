@@ -1,0 +1,433 @@
+//! Every statement the API runs against `observations`.
+//!
+//! Reads that serve many stations at once take the stations' ids as one array and answer for
+//! all of them in one statement: `unnest` the ids and, per id, a `LATERAL` subquery that the
+//! `(station_id, observed_at)` index answers with a short range scan. This is what the GraphQL
+//! layer's batch loaders call, one statement per level of a query whatever the page size.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use entity::observation;
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, FromQueryResult, Statement, Value};
+
+use crate::database;
+use crate::domain::NewObservation;
+use crate::service::station::BoundingBox;
+
+/// The columns of an observation, as `observation::Model` reads them.
+const COLUMNS: &str = "o.id, o.station_id, o.observed_at, o.temperature_c, o.pressure_hpa, \
+                       o.humidity_pct, o.precipitation_mm, o.created_at";
+
+/// Which way a list of observations runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum TimeOrder {
+    #[default]
+    NewestFirst,
+    OldestFirst,
+}
+
+/// A position in a list of observations: the instant and id of the last one seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ObservationPosition {
+    pub observed_at: DateTime<Utc>,
+    pub id: i64,
+}
+
+/// Which part of a time series to read: `since` inclusive, `until` exclusive.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct TimeRange {
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// One page of a station's observations, as `Station.observations` asks for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Window {
+    pub range: TimeRange,
+    pub order: TimeOrder,
+    pub after: Option<ObservationPosition>,
+    pub first: u64,
+}
+
+/// A page of observations, and whether more follow it.
+#[derive(Debug, Clone, Default)]
+pub struct ObservationPage {
+    pub rows: Vec<observation::Model>,
+    pub has_next_page: bool,
+}
+
+/// Which observations the root `observations` list holds. Every present criterion must match.
+#[derive(Debug, Clone, Default)]
+pub struct ObservationCriteria {
+    pub station_ids: Option<Vec<i32>>,
+    pub range: TimeRange,
+    /// Stations inside this box (their position, not the observation's).
+    pub bbox: Option<BoundingBox>,
+}
+
+/// Counts and extremes of a station's observations in a time range.
+#[derive(Debug, Clone, Default, PartialEq, FromQueryResult)]
+pub struct Summary {
+    pub count: i64,
+    pub temperature_c_count: i64,
+    pub temperature_c_min: Option<f64>,
+    pub temperature_c_max: Option<f64>,
+    pub temperature_c_avg: Option<f64>,
+    pub pressure_hpa_count: i64,
+    pub pressure_hpa_min: Option<f64>,
+    pub pressure_hpa_max: Option<f64>,
+    pub pressure_hpa_avg: Option<f64>,
+    pub humidity_pct_count: i64,
+    pub humidity_pct_min: Option<f64>,
+    pub humidity_pct_max: Option<f64>,
+    pub humidity_pct_avg: Option<f64>,
+    pub precipitation_mm_count: i64,
+    pub precipitation_mm_min: Option<f64>,
+    pub precipitation_mm_max: Option<f64>,
+    pub precipitation_mm_avg: Option<f64>,
+    pub precipitation_mm_total: Option<f64>,
+}
+
+/// What `record` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    pub inserted: u64,
+    /// Already stored for the same station and instant (or given twice): not stored again.
+    pub duplicates: u64,
+}
+
+/// Why observations were not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The observation at this index names a station that does not exist.
+    #[error("no station has id {station_id}")]
+    UnknownStation { index: usize, station_id: i32 },
+    #[error(transparent)]
+    Database(#[from] DbErr),
+}
+
+/// Builds a statement, numbering each value `$n` in the order given.
+struct Sql {
+    text: String,
+    values: Vec<Value>,
+}
+
+impl Sql {
+    fn new(text: &str) -> Self {
+        Self {
+            text: text.to_owned(),
+            values: Vec::new(),
+        }
+    }
+
+    /// Appends `text`, in which `?` stands for `value`.
+    fn push(&mut self, text: &str, value: impl Into<Value>) -> &mut Self {
+        self.values.push(value.into());
+        self.text
+            .push_str(&text.replace('?', &format!("${}", self.values.len())));
+        self
+    }
+
+    fn text(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    fn build(self) -> Statement {
+        Statement::from_sql_and_values(DbBackend::Postgres, self.text, self.values)
+    }
+}
+
+fn push_range(sql: &mut Sql, range: TimeRange) {
+    if let Some(since) = range.since {
+        sql.push(" AND o.observed_at >= ?", since);
+    }
+    if let Some(until) = range.until {
+        sql.push(" AND o.observed_at < ?", until);
+    }
+}
+
+/// `(observed_at, id)` beyond `after` in `order`, and the ordering itself.
+fn push_keyset(sql: &mut Sql, order: TimeOrder, after: Option<ObservationPosition>) {
+    let (comparison, direction) = match order {
+        TimeOrder::NewestFirst => ("<", "DESC"),
+        TimeOrder::OldestFirst => (">", "ASC"),
+    };
+    if let Some(after) = after {
+        sql.push(
+            &format!(" AND (o.observed_at, o.id) {comparison} (?"),
+            after.observed_at,
+        )
+        .push(", ?)", after.id);
+    }
+    sql.text(&format!(
+        " ORDER BY o.observed_at {direction}, o.id {direction}"
+    ));
+}
+
+/// The latest observation of each station in `station_ids` that has any.
+#[tracing::instrument(skip(db, station_ids), fields(stations = station_ids.len()))]
+pub async fn latest(
+    db: &impl ConnectionTrait,
+    station_ids: Vec<i32>,
+) -> Result<Vec<observation::Model>, DbErr> {
+    let mut sql = Sql::new("");
+    sql.push(
+        &format!(
+            "SELECT {COLUMNS} FROM unnest(?::integer[]) AS s(id)
+             CROSS JOIN LATERAL (
+                 SELECT * FROM observations o WHERE o.station_id = s.id
+                 ORDER BY o.observed_at DESC LIMIT 1) o"
+        ),
+        station_ids,
+    );
+    observation::Model::find_by_statement(sql.build())
+        .all(db)
+        .await
+}
+
+/// One page of observations for each station in `station_ids`, all in one statement.
+#[tracing::instrument(skip(db, station_ids), fields(stations = station_ids.len()))]
+pub async fn pages(
+    db: &impl ConnectionTrait,
+    station_ids: Vec<i32>,
+    window: Window,
+) -> Result<HashMap<i32, ObservationPage>, DbErr> {
+    let mut sql = Sql::new("");
+    sql.push(
+        &format!(
+            "SELECT {COLUMNS} FROM unnest(?::integer[]) AS s(id)
+             CROSS JOIN LATERAL (SELECT * FROM observations o WHERE o.station_id = s.id"
+        ),
+        station_ids,
+    );
+    push_range(&mut sql, window.range);
+    push_keyset(&mut sql, window.order, window.after);
+    // One row more than asked tells whether another page follows.
+    sql.push(" LIMIT ?) o", (window.first + 1) as i64);
+    let rows = observation::Model::find_by_statement(sql.build())
+        .all(db)
+        .await?;
+    let mut pages: HashMap<i32, ObservationPage> = HashMap::new();
+    for row in rows {
+        let page = pages.entry(row.station_id).or_default();
+        if page.rows.len() as u64 == window.first {
+            page.has_next_page = true;
+        } else {
+            page.rows.push(row);
+        }
+    }
+    Ok(pages)
+}
+
+/// The root list: observations matching `criteria`, a page at a time.
+#[tracing::instrument(skip(db))]
+pub async fn page(
+    db: &impl ConnectionTrait,
+    criteria: &ObservationCriteria,
+    order: TimeOrder,
+    after: Option<ObservationPosition>,
+    first: u64,
+) -> Result<ObservationPage, DbErr> {
+    let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM observations o"));
+    if let Some(bbox) = criteria.bbox {
+        sql.text(" JOIN stations s ON s.id = o.station_id");
+        let (south, north) = (bbox.min_lat.degrees(), bbox.max_lat.degrees());
+        let (west, east) = (bbox.min_lng.degrees(), bbox.max_lng.degrees());
+        sql.push(" AND s.lat BETWEEN ?", south)
+            .push(" AND ?", north);
+        if west <= east {
+            sql.push(" AND s.lng BETWEEN ?", west).push(" AND ?", east);
+        } else {
+            // Across the antimeridian.
+            sql.push(" AND (s.lng >= ?", west)
+                .push(" OR s.lng <= ?)", east);
+        }
+    }
+    sql.text(" WHERE true");
+    if let Some(ids) = &criteria.station_ids {
+        sql.push(" AND o.station_id = ANY(?::integer[])", ids.clone());
+    }
+    push_range(&mut sql, criteria.range);
+    push_keyset(&mut sql, order, after);
+    sql.push(" LIMIT ?", (first + 1) as i64);
+    let mut rows = observation::Model::find_by_statement(sql.build())
+        .all(db)
+        .await?;
+    let has_next_page = rows.len() as u64 > first;
+    rows.truncate(first as usize);
+    Ok(ObservationPage {
+        rows,
+        has_next_page,
+    })
+}
+
+/// Whether any observation matching `criteria` stands at `position` or before it in `order`:
+/// `hasPreviousPage` of a page that starts after `position`.
+#[tracing::instrument(skip(db))]
+pub async fn any_up_to(
+    db: &impl ConnectionTrait,
+    station_ids: Option<&[i32]>,
+    range: TimeRange,
+    order: TimeOrder,
+    position: ObservationPosition,
+) -> Result<bool, DbErr> {
+    let comparison = match order {
+        TimeOrder::NewestFirst => ">=",
+        TimeOrder::OldestFirst => "<=",
+    };
+    let mut sql = Sql::new("SELECT EXISTS (SELECT 1 FROM observations o WHERE true");
+    if let Some(ids) = station_ids {
+        sql.push(" AND o.station_id = ANY(?::integer[])", ids.to_vec());
+    }
+    push_range(&mut sql, range);
+    sql.push(
+        &format!(" AND (o.observed_at, o.id) {comparison} (?"),
+        position.observed_at,
+    )
+    .push(", ?)) AS found", position.id);
+    let row = db.query_one_raw(sql.build()).await?;
+    row.map_or(Ok(false), |row| row.try_get("", "found"))
+}
+
+/// Counts and extremes of the observations of each station in `station_ids` within `range`;
+/// stations without any get zero counts.
+#[tracing::instrument(skip(db, station_ids), fields(stations = station_ids.len()))]
+pub async fn summaries(
+    db: &impl ConnectionTrait,
+    station_ids: Vec<i32>,
+    range: TimeRange,
+) -> Result<HashMap<i32, Summary>, DbErr> {
+    let mut aggregates = String::from("count(o.id) AS count");
+    for column in [
+        "temperature_c",
+        "pressure_hpa",
+        "humidity_pct",
+        "precipitation_mm",
+    ] {
+        aggregates.push_str(&format!(
+            ", count(o.{column}) AS {column}_count, min(o.{column}) AS {column}_min, \
+             max(o.{column}) AS {column}_max, avg(o.{column}) AS {column}_avg"
+        ));
+    }
+    aggregates.push_str(", sum(o.precipitation_mm) AS precipitation_mm_total");
+    let mut sql = Sql::new("");
+    sql.push(
+        &format!(
+            "SELECT s.id AS station_id, {aggregates} FROM unnest(?::integer[]) AS s(id)
+             LEFT JOIN observations o ON o.station_id = s.id"
+        ),
+        station_ids,
+    );
+    push_range(&mut sql, range);
+    sql.text(" GROUP BY s.id");
+    let rows = db.query_all_raw(sql.build()).await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get::<i32>("", "station_id")?,
+                Summary::from_query_result(row, "")?,
+            ))
+        })
+        .collect()
+}
+
+/// How many observations a station has.
+#[tracing::instrument(skip(db))]
+pub async fn count_for_station(db: &impl ConnectionTrait, station_id: i32) -> Result<i64, DbErr> {
+    let mut sql = Sql::new("");
+    sql.push(
+        "SELECT count(*) AS count FROM observations o WHERE o.station_id = ?",
+        station_id,
+    );
+    let row = db.query_one_raw(sql.build()).await?;
+    row.map_or(Ok(0), |row| row.try_get("", "count"))
+}
+
+/// Stores every observation not stored yet, in one statement: all of them or, on any error,
+/// none. An observation whose station already has one at the same instant is counted as a
+/// duplicate and left as it is.
+#[tracing::instrument(skip(db, observations), fields(count = observations.len()))]
+pub async fn record(
+    db: &impl ConnectionTrait,
+    observations: &[NewObservation],
+) -> Result<Recorded, RecordError> {
+    if observations.is_empty() {
+        return Ok(Recorded {
+            inserted: 0,
+            duplicates: 0,
+        });
+    }
+    // The rows travel as one JSON array: one statement text whatever their number, so it is
+    // prepared once, with NULLs where a measurement is missing.
+    let rows: Vec<serde_json::Value> = observations
+        .iter()
+        .map(|observation| {
+            serde_json::json!({
+                "station_id": observation.station_id,
+                "observed_at": observation.observed_at.to_rfc3339(),
+                "temperature_c": observation.temperature_c,
+                "pressure_hpa": observation.pressure_hpa,
+                "humidity_pct": observation.humidity_pct,
+                "precipitation_mm": observation.precipitation_mm,
+            })
+        })
+        .collect();
+    let mut sql = Sql::new("");
+    sql.push(
+        "WITH written AS (
+             INSERT INTO observations
+                 (station_id, observed_at, temperature_c, pressure_hpa, humidity_pct,
+                  precipitation_mm)
+             SELECT station_id, observed_at, temperature_c, pressure_hpa, humidity_pct,
+                    precipitation_mm
+             FROM jsonb_to_recordset(?::text::jsonb) AS r(
+                 station_id integer, observed_at timestamptz, temperature_c double precision,
+                 pressure_hpa double precision, humidity_pct double precision,
+                 precipitation_mm double precision)
+             ON CONFLICT (station_id, observed_at) DO NOTHING
+             RETURNING 1)
+         SELECT count(*) AS inserted FROM written",
+        serde_json::Value::Array(rows).to_string(),
+    );
+    match db.query_one_raw(sql.build()).await {
+        Ok(row) => {
+            let inserted: i64 = row.map_or(Ok(0), |row| row.try_get("", "inserted"))?;
+            Ok(Recorded {
+                inserted: inserted as u64,
+                duplicates: observations.len() as u64 - inserted as u64,
+            })
+        }
+        Err(error)
+            if database::violated_constraint(&error) == Some("observations_station_id_fkey") =>
+        {
+            // Nothing was written. Name the first observation whose station is missing.
+            let ids: Vec<i32> = observations.iter().map(|o| o.station_id).collect();
+            let mut sql = Sql::new("");
+            sql.push(
+                "SELECT id FROM stations WHERE id = ANY(?::integer[])",
+                ids.clone(),
+            );
+            let existing: Vec<i32> = db
+                .query_all_raw(sql.build())
+                .await?
+                .iter()
+                .map(|row| row.try_get("", "id"))
+                .collect::<Result<_, _>>()?;
+            let missing = ids
+                .iter()
+                .enumerate()
+                .find(|(_, id)| !existing.contains(id));
+            match missing {
+                Some((index, station_id)) => Err(RecordError::UnknownStation {
+                    index,
+                    station_id: *station_id,
+                }),
+                // The station existed when we looked: it was deleted while we wrote.
+                None => Err(RecordError::Database(error)),
+            }
+        }
+        Err(error) => Err(RecordError::Database(error)),
+    }
+}
