@@ -3,14 +3,12 @@
 
 use std::sync::Arc;
 
-use async_graphql::{
-    EmptySubscription, MergedObject, Schema, SchemaBuilder, dataloader::DataLoader,
-};
+use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
 use sea_orm::DatabaseConnection;
 
 use super::document_store::DocumentStore;
 use super::limits::Limits;
-use super::loaders::Batches;
+use super::loaders::{Batches, PerOperationBatches};
 use super::mutation::observation::ObservationMutation;
 use super::mutation::station::StationMutation;
 use super::pipeline::{
@@ -57,6 +55,7 @@ pub struct SchemaParts {
 /// its data, so a missing handle is a start-up error rather than a request-time one.
 pub fn build_schema(parts: SchemaParts) -> AppSchema {
     let limits = parts.limits;
+    let batches = Arc::new(Batches::new(parts.db.clone()));
     let mut builder = Policies::new(builder())
         .then(Telemetry::new(parts.metrics))
         .then(ErrorCodes)
@@ -67,10 +66,9 @@ pub fn build_schema(parts: SchemaParts) -> AppSchema {
         .then(DatabaseGate::new(parts.health))
         .then(Deadline::new(limits.request_timeout))
         .into_builder()
-        .data(DataLoader::new(
-            Batches::new(parts.db.clone()),
-            tokio::spawn,
-        ))
+        // Not a policy: every operation's own batch loaders, in its execution data.
+        .extension(PerOperationBatches::new(Arc::clone(&batches)))
+        .data(batches)
         .data(parts.db)
         .data(limits);
     if !parts.introspection {

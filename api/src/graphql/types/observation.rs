@@ -1,8 +1,6 @@
 //! `Observation`, the lists of them, their summary, and the inputs that record and filter them.
 
-use async_graphql::{
-    ComplexObject, Context, Enum, ID, InputObject, Result, SimpleObject, dataloader::DataLoader,
-};
+use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use super::connection::{EarlierRows, PageInfo};
@@ -11,7 +9,7 @@ use super::list::BoundingBox;
 use super::station::{Station, at, parse_station_id};
 use crate::domain::{Measure, NewObservation, observed_at};
 use crate::error::ApiError;
-use crate::graphql::loaders::{Batches, StationById};
+use crate::graphql::loaders::{StationById, load_one};
 use crate::service::observation::{
     ObservationCriteria, ObservationPage, ObservationPosition, Summary, TimeOrder, TimeRange,
 };
@@ -42,8 +40,7 @@ impl Observation {
     /// The station that made this observation. The stations of a whole list are read in one
     /// statement.
     async fn station(&self, ctx: &Context<'_>) -> Result<Station> {
-        let loader = ctx.data::<DataLoader<Batches>>()?;
-        match loader.load_one(StationById(self.station_id)).await? {
+        match load_one(ctx, StationById(self.station_id)).await? {
             Some(row) => Ok(Station::from(row)),
             // The foreign key makes this impossible, short of a delete between two statements.
             None => Err(ApiError::NotFound {

@@ -2,7 +2,7 @@
 //! (`graphql::loaders`), so a page of stations costs one statement per field, not one per
 //! station.
 
-use async_graphql::{ComplexObject, Context, Result, dataloader::DataLoader};
+use async_graphql::{ComplexObject, Context, Result};
 use chrono::{DateTime, Utc};
 
 use super::cursor;
@@ -12,7 +12,7 @@ use super::observation::{
 };
 use super::station::Station;
 use crate::graphql::limits::Limits;
-use crate::graphql::loaders::{Batches, LatestObservationOf, ObservationsOf, SummaryOf};
+use crate::graphql::loaders::{LatestObservationOf, ObservationsOf, SummaryOf, load_one};
 use crate::service::observation::{TimeOrder, Window};
 
 #[ComplexObject]
@@ -48,14 +48,15 @@ impl Station {
             after,
             first,
         };
-        let loader = ctx.data::<DataLoader<Batches>>()?;
-        let page = loader
-            .load_one(ObservationsOf {
+        let page = load_one(
+            ctx,
+            ObservationsOf {
                 station_id: self.row_id,
                 window,
-            })
-            .await?
-            .unwrap_or_default();
+            },
+        )
+        .await?
+        .unwrap_or_default();
         Ok(ObservationConnection::new(
             page,
             order,
@@ -67,9 +68,7 @@ impl Station {
 
     /// The most recent observation, or null when the station has none.
     async fn latest_observation(&self, ctx: &Context<'_>) -> Result<Option<Observation>> {
-        let loader = ctx.data::<DataLoader<Batches>>()?;
-        Ok(loader
-            .load_one(LatestObservationOf(self.row_id))
+        Ok(load_one(ctx, LatestObservationOf(self.row_id))
             .await?
             .map(Observation::from))
     }
@@ -83,14 +82,15 @@ impl Station {
         until: Option<DateTime<Utc>>,
     ) -> Result<ObservationSummary> {
         let range = time_range(since, until, "")?;
-        let loader = ctx.data::<DataLoader<Batches>>()?;
-        let summary = loader
-            .load_one(SummaryOf {
+        let summary = load_one(
+            ctx,
+            SummaryOf {
                 station_id: self.row_id,
                 range,
-            })
-            .await?
-            .unwrap_or_default();
+            },
+        )
+        .await?
+        .unwrap_or_default();
         Ok(ObservationSummary::from(summary))
     }
 }
