@@ -44,8 +44,12 @@ pub enum Command {
         #[command(subcommand)]
         action: DbAction,
     },
-    /// Load stations from a CSV or GeoJSON file (or synthetic ones), all or nothing.
+    /// Load stations from a CSV or GeoJSON file (or synthetic ones), all or nothing; or, with
+    /// `import observations`, observations from a CSV file (or a demo year of them).
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Import {
+        #[command(subcommand)]
+        what: Option<ImportWhat>,
         /// The file to import; its extension (.csv, .geojson, .json) gives the format.
         #[arg(required_unless_present = "demo", conflicts_with = "demo")]
         file: Option<PathBuf>,
@@ -79,6 +83,32 @@ pub enum Command {
         /// Defaults to http://127.0.0.1:<server.port>/health/ready.
         #[arg(long)]
         url: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportWhat {
+    /// Observations from CSV with the header
+    /// station_code,observed_at,temperature_c,pressure_hpa,humidity_pct,precipitation_mm
+    /// (any order; measurements optional, one per row at least), all or nothing. Observations
+    /// already stored (same station and instant) are counted as duplicates and left alone.
+    Observations {
+        /// The CSV file to import.
+        #[arg(required_unless_present = "demo", conflicts_with = "demo")]
+        file: Option<PathBuf>,
+        /// Import the valid rows and write the bad ones to this file, verbatim.
+        #[arg(long, value_name = "PATH")]
+        reject_file: Option<PathBuf>,
+        /// Instead of a file, hourly observations up to now for the first stations by id (the
+        /// same values every time for the same station and hour).
+        #[arg(long)]
+        demo: bool,
+        /// With --demo: for how many stations.
+        #[arg(long, default_value_t = 10, requires = "demo")]
+        stations: u64,
+        /// With --demo: how many days back.
+        #[arg(long, default_value_t = 365, requires = "demo")]
+        days: u32,
     },
 }
 
@@ -152,6 +182,24 @@ pub async fn run(cli: Cli) -> Result<String, Failure> {
         Command::Healthcheck { url } => healthcheck(url).await,
         Command::Doctor { json } => doctor(json).await,
         Command::Import {
+            what:
+                Some(ImportWhat::Observations {
+                    file,
+                    reject_file,
+                    demo,
+                    stations,
+                    days,
+                }),
+            ..
+        } => {
+            let source = match file {
+                Some(path) if !demo => import::observations::ObservationSource::File(path),
+                _ => import::observations::ObservationSource::Demo { stations, days },
+            };
+            import_observations(source, reject_file).await
+        }
+        Command::Import {
+            what: None,
             file,
             format,
             on_conflict,
@@ -317,6 +365,32 @@ async fn import_stations(
         .map_err(Failure::runtime)?;
     let progress = Arc::new(import::Progress::new(total_bytes, total_rows, true));
     let summary = import::run(&db, source, options, progress)
+        .await
+        .map_err(Failure::runtime)?;
+    Ok(format!("{summary}\n"))
+}
+
+async fn import_observations(
+    source: import::observations::ObservationSource,
+    reject_file: Option<PathBuf>,
+) -> Result<String, Failure> {
+    let settings = load_settings()?;
+    let (total_bytes, total_rows) = match &source {
+        import::observations::ObservationSource::File(path) => {
+            (std::fs::metadata(path).ok().map(|m| m.len()), None)
+        }
+        import::observations::ObservationSource::Demo { stations, days } => {
+            (None, Some(stations * (u64::from(*days) * 24 + 1)))
+        }
+    };
+    let db = database::connect_with_retry(&settings.database)
+        .await
+        .map_err(Failure::runtime)?;
+    migrations::prepare_schema(&db, settings.database.migrate_on_start)
+        .await
+        .map_err(Failure::runtime)?;
+    let progress = Arc::new(import::Progress::new(total_bytes, total_rows, true));
+    let summary = import::observations::run(&db, source, reject_file, progress)
         .await
         .map_err(Failure::runtime)?;
     Ok(format!("{summary}\n"))

@@ -1,6 +1,6 @@
-//! CSV with the header `code,name,lat,lng,elevation_m` (any order; `elevation_m` optional),
-//! read one record at a time. Each record comes with its line number and its bytes exactly as
-//! they stand in the file, so that a rejected record can be set aside verbatim.
+//! CSV files read one record at a time, for any layout of named columns (stations,
+//! observations). Each record comes with its line number and its bytes exactly as they stand in
+//! the file, so that a rejected record can be set aside verbatim.
 
 use std::{
     fs::File,
@@ -11,28 +11,62 @@ use std::{
 use super::EachRecord;
 use super::records::{Fields, number_from_text};
 
-/// The columns a file may have, in the order `export` writes them.
-pub const COLUMNS: [&str; 5] = ["code", "name", "lat", "lng", "elevation_m"];
-const REQUIRED: [&str; 4] = ["code", "name", "lat", "lng"];
+/// The columns a kind of file may have (in the order `export` writes them) and those it must.
+pub struct Layout {
+    pub columns: &'static [&'static str],
+    pub required: &'static [&'static str],
+}
 
-/// The header line of the CSV file at `path`, verbatim, once checked.
-pub fn header(path: &Path) -> Result<Vec<u8>, String> {
+/// Stations: `code,name,lat,lng,elevation_m` in any order, `elevation_m` optional.
+pub const STATIONS: Layout = Layout {
+    columns: &COLUMNS,
+    required: &["code", "name", "lat", "lng"],
+};
+
+/// The columns a station file may have, in the order `export` writes them.
+pub const COLUMNS: [&str; 5] = ["code", "name", "lat", "lng", "elevation_m"];
+
+/// One record: its fields, found by the layout's column numbers.
+pub struct Row<'a> {
+    record: &'a csv::ByteRecord,
+    /// For each column of the layout, where it is in the file.
+    positions: &'a [Option<usize>],
+}
+
+impl<'a> Row<'a> {
+    /// The text of the layout's column `column`; `None` when the file has no such column.
+    pub fn text(&self, column: usize) -> Result<Option<&'a str>, String> {
+        let Some(Some(position)) = self.positions.get(column) else {
+            return Ok(None);
+        };
+        std::str::from_utf8(self.record.get(*position).unwrap_or_default())
+            .map(Some)
+            .map_err(|_| format!("field {} is not valid UTF-8", position + 1))
+    }
+}
+
+/// The header line of the CSV file at `path`, verbatim, once checked against `layout`.
+pub fn header(path: &Path, layout: &Layout) -> Result<Vec<u8>, String> {
     let mut reader = open(path)?;
     let header = headers(&mut reader)?;
-    column_indexes(&header)?;
+    column_positions(&header, layout)?;
     Ok(reader.get_ref().slice(0, reader.position().byte()).to_vec())
 }
 
-/// Hands every record of the CSV file at `path` to `each`: its line, its verbatim bytes, and
-/// its fields (`Err` when the record itself is malformed). `each` returns false to stop.
-pub fn read(
+/// What [`read_rows`] hands over for each record: its line, its bytes verbatim, and its row or
+/// why the record is malformed. Returning false stops the reading.
+pub type EachRow<'a> = dyn FnMut(u64, &[u8], Result<Row<'_>, String>) -> bool + 'a;
+
+/// Hands every record of the CSV file at `path` to `each`. `each` returns false to stop.
+pub fn read_rows(
     path: &Path,
-    each: &mut EachRecord<'_>,
+    layout: &Layout,
+    each: &mut EachRow<'_>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(), String> {
     let mut reader = open(path)?;
     let header = headers(&mut reader)?;
-    let columns = column_indexes(&header)?;
+    let positions = column_positions(&header, layout)?;
 
     let mut record = csv::ByteRecord::new();
     loop {
@@ -45,8 +79,19 @@ pub fn read(
         let line = record.position().map_or(start.line(), csv::Position::line);
         let begin = record.position().map_or(start.byte(), csv::Position::byte);
         let end = reader.position().byte();
-        let fields = fields_of(&record, &columns, header.len());
-        let keep_going = each(line, reader.get_ref().slice(begin, end), fields);
+        let row = if record.len() == header.len() {
+            Ok(Row {
+                record: &record,
+                positions: &positions,
+            })
+        } else {
+            Err(format!(
+                "has {} fields where the header has {}",
+                record.len(),
+                header.len()
+            ))
+        };
+        let keep_going = each(line, reader.get_ref().slice(begin, end), row);
         reader.get_mut().forget_before(end);
         progress(end);
         if !keep_going {
@@ -54,6 +99,36 @@ pub fn read(
         }
     }
     Ok(())
+}
+
+/// Hands every station of the CSV file at `path` to `each`.
+pub fn read(
+    path: &Path,
+    each: &mut EachRecord<'_>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(), String> {
+    read_rows(
+        path,
+        &STATIONS,
+        &mut |line, raw, row| each(line, raw, row.and_then(|row| station_fields(&row))),
+        progress,
+    )
+}
+
+fn station_fields<'a>(row: &Row<'a>) -> Result<Fields<'a>, String> {
+    let number = |column: usize| -> Result<_, String> {
+        Ok(match row.text(column)? {
+            Some(text) => number_from_text(text),
+            None => Ok(None),
+        })
+    };
+    Ok(Fields {
+        code: row.text(0)?.map(Into::into),
+        name: row.text(1)?.map(Into::into),
+        lat: number(2)?,
+        lng: number(3)?,
+        elevation_m: number(4)?,
+    })
 }
 
 fn open(path: &Path) -> Result<csv::Reader<Tee<File>>, String> {
@@ -72,16 +147,11 @@ fn headers(reader: &mut csv::Reader<Tee<File>>) -> Result<csv::ByteRecord, Strin
         .map_err(|error| format!("cannot read the CSV header: {error}"))
 }
 
-/// Where each known column is in the file.
-struct ColumnIndexes {
-    code: usize,
-    name: usize,
-    lat: usize,
-    lng: usize,
-    elevation_m: Option<usize>,
-}
-
-fn column_indexes(header: &csv::ByteRecord) -> Result<ColumnIndexes, String> {
+/// Where each column of `layout` is in the file, refusing unknown, missing or repeated ones.
+fn column_positions(
+    header: &csv::ByteRecord,
+    layout: &Layout,
+) -> Result<Vec<Option<usize>>, String> {
     let names: Vec<String> = header
         .iter()
         .map(|name| {
@@ -91,71 +161,42 @@ fn column_indexes(header: &csv::ByteRecord) -> Result<ColumnIndexes, String> {
                 .to_owned()
         })
         .collect();
+    let expected = layout.columns.join(",");
     let unknown: Vec<&str> = names
         .iter()
         .map(String::as_str)
-        .filter(|name| !COLUMNS.contains(name))
+        .filter(|name| !layout.columns.contains(name))
         .collect();
     if !unknown.is_empty() {
         return Err(format!(
-            "unknown column(s) {}: the header must be {}",
-            unknown.join(", "),
-            COLUMNS.join(",")
+            "unknown column(s) {}: the header must be {expected}",
+            unknown.join(", ")
         ));
     }
-    let missing: Vec<&str> = REQUIRED
+    let missing: Vec<&str> = layout
+        .required
         .iter()
         .copied()
         .filter(|column| !names.iter().any(|name| name == column))
         .collect();
     if !missing.is_empty() {
         return Err(format!(
-            "missing column(s) {}: the header must be {}",
-            missing.join(", "),
-            COLUMNS.join(",")
+            "missing column(s) {}: the header must be {expected}",
+            missing.join(", ")
         ));
     }
-    let position = |column: &str| names.iter().position(|name| name == column);
-    if let Some(repeated) = COLUMNS
+    if let Some(repeated) = layout
+        .columns
         .iter()
         .find(|column| names.iter().filter(|name| name == column).count() > 1)
     {
         return Err(format!("the column {repeated} appears twice in the header"));
     }
-    Ok(ColumnIndexes {
-        code: position("code").unwrap_or_default(),
-        name: position("name").unwrap_or_default(),
-        lat: position("lat").unwrap_or_default(),
-        lng: position("lng").unwrap_or_default(),
-        elevation_m: position("elevation_m"),
-    })
-}
-
-fn fields_of<'a>(
-    record: &'a csv::ByteRecord,
-    columns: &ColumnIndexes,
-    width: usize,
-) -> Result<Fields<'a>, String> {
-    if record.len() != width {
-        return Err(format!(
-            "has {} fields where the header has {width}",
-            record.len()
-        ));
-    }
-    let text = |index: usize| -> Result<&'a str, String> {
-        std::str::from_utf8(record.get(index).unwrap_or_default())
-            .map_err(|_| format!("field {} is not valid UTF-8", index + 1))
-    };
-    Ok(Fields {
-        code: Some(text(columns.code)?.into()),
-        name: Some(text(columns.name)?.into()),
-        lat: number_from_text(text(columns.lat)?),
-        lng: number_from_text(text(columns.lng)?),
-        elevation_m: match columns.elevation_m {
-            Some(index) => number_from_text(text(index)?),
-            None => Ok(None),
-        },
-    })
+    Ok(layout
+        .columns
+        .iter()
+        .map(|column| names.iter().position(|name| name == column))
+        .collect())
 }
 
 /// A reader that keeps what it has read since the last `forget_before`, so that the bytes of

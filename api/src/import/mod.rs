@@ -1,4 +1,5 @@
-//! `stations-api import`: station lists from CSV or GeoJSON files, of any size.
+//! `stations-api import`: station lists from CSV or GeoJSON files, of any size; observations
+//! (`observations`) from CSV.
 //!
 //! A reader thread streams the file, validates each record with the API's own rules and
 //! encodes the valid ones for `COPY`; the async side sends them into a temporary staging table.
@@ -9,6 +10,7 @@
 mod csv_source;
 pub mod demo;
 mod geojson_source;
+pub mod observations;
 mod progress;
 mod records;
 mod rejects;
@@ -241,7 +243,9 @@ pub async fn run(
         },
     ) = (rejects.as_mut(), &source)
     {
-        writer.set_header(&csv_source::header(path).map_err(ImportError::File)?);
+        writer.set_header(
+            &csv_source::header(path, &csv_source::STATIONS).map_err(ImportError::File)?,
+        );
     }
 
     let mut connection = db.get_postgres_connection_pool().acquire().await?;
@@ -365,16 +369,27 @@ async fn stage(
     rejects: Option<RejectWriter>,
     progress: &Arc<Progress>,
 ) -> Result<ReadOutcome, ImportError> {
-    let (chunks_tx, mut chunks) = mpsc::channel::<String>(4);
-    let reader = {
-        let source = source.clone();
-        let progress = Arc::clone(progress);
-        tokio::task::spawn_blocking(move || read_records(&source, rejects, &chunks_tx, &progress))
-    };
+    let source = source.clone();
+    let progress = Arc::clone(progress);
+    copy_in(
+        connection,
+        "COPY import_staging (position, code, name, lat, lng, elevation_m) FROM STDIN",
+        move |chunks| read_records(&source, rejects, chunks, &progress),
+    )
+    .await
+}
 
-    let mut copy = connection
-        .copy_in_raw("COPY import_staging (position, code, name, lat, lng, elevation_m) FROM STDIN")
-        .await?;
+/// Runs `copy` (a `COPY ... FROM STDIN`) with the chunks `produce` sends from a thread of its
+/// own, which reads and validates the input while PostgreSQL stores what came before. When
+/// either side fails, the COPY is aborted and the error is the first one.
+async fn copy_in<R: Send + 'static>(
+    connection: &mut PgConnection,
+    copy: &'static str,
+    produce: impl FnOnce(&mpsc::Sender<String>) -> Result<R, ImportError> + Send + 'static,
+) -> Result<R, ImportError> {
+    let (chunks_tx, mut chunks) = mpsc::channel::<String>(4);
+    let producer = tokio::task::spawn_blocking(move || produce(&chunks_tx));
+    let mut copy = connection.copy_in_raw(copy).await?;
     let mut sent = Ok(());
     while let Some(chunk) = chunks.recv().await {
         if let Err(error) = copy.send(chunk.into_bytes()).await {
@@ -382,15 +397,15 @@ async fn stage(
             break;
         }
     }
-    // Closing the channel tells the reader to stop, should sending have failed.
+    // Closing the channel tells the producer to stop, should sending have failed.
     drop(chunks);
-    let outcome = reader
+    let produced = producer
         .await
         .map_err(|error| ImportError::File(format!("the file reader stopped: {error}")))?;
-    match (sent, outcome) {
-        (Ok(()), Ok(outcome)) => {
+    match (sent, produced) {
+        (Ok(()), Ok(produced)) => {
             copy.finish().await?;
-            Ok(outcome)
+            Ok(produced)
         }
         (Err(error), _) => {
             let _ = copy.abort("import failed").await;

@@ -408,3 +408,155 @@ async fn the_demo_stations_are_the_same_every_time() {
     assert_eq!(one, two);
     assert_eq!(one[0].0, "DEMO0000001");
 }
+
+async fn scalar(db: &DatabaseConnection, sql: &str) -> i64 {
+    db.query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap()
+}
+
+const OBSERVATIONS_CSV: &str = "station_code,observed_at,temperature_c,humidity_pct
+ZRH,2026-06-01T12:00:00Z,21.5,40
+ZRH,2026-06-01T13:00:00+02:00,22.0,
+SUV,2026-06-01T12:00:00Z,,88
+";
+
+#[tokio::test]
+async fn observations_import_by_station_code_and_a_second_import_only_counts_duplicates() {
+    let database = TestDatabase::migrated().await;
+    let stations = TempFile::with("stations.csv", GOOD_CSV.as_bytes());
+    assert_eq!(cli(&database, &["import", path(&stations)]).0, 0);
+    let file = TempFile::with("observations.csv", OBSERVATIONS_CSV.as_bytes());
+
+    let (code, stdout, stderr) = cli(&database, &["import", "observations", path(&file)]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.starts_with("inserted 3, duplicates 0, rejected 0"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = cli(&database, &["import", "observations", path(&file)]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.starts_with("inserted 0, duplicates 3, rejected 0"),
+        "{stdout}"
+    );
+
+    let db = database.connect().await;
+    assert_eq!(
+        scalar(
+            &db,
+            "SELECT count(*) FROM observations o JOIN stations s ON s.id = o.station_id
+             WHERE s.code = 'ZRH' AND o.humidity_pct IS NULL
+               AND o.observed_at = '2026-06-01T11:00:00Z'"
+        )
+        .await,
+        1,
+        "the offset is honoured and an empty field is NULL"
+    );
+}
+
+#[tokio::test]
+async fn bad_observation_rows_refuse_the_file_or_go_to_the_reject_file_verbatim() {
+    let database = TestDatabase::migrated().await;
+    let stations = TempFile::with("stations.csv", GOOD_CSV.as_bytes());
+    assert_eq!(cli(&database, &["import", path(&stations)]).0, 0);
+    let csv = "observed_at,station_code,temperature_c
+2026-06-01T12:00:00Z,ZRH,20
+2026-06-01T13:00:00Z,ZRH,99
+2026-06-01 14:00,ZRH,20
+2026-06-01T15:00:00Z,NOPE,20
+2026-06-01T16:00:00Z,ZRH,
+2999-01-01T00:00:00Z,ZRH,20
+2026-06-01T17:00:00Z,SUV,25
+";
+    let file = TempFile::with("bad-observations.csv", csv.as_bytes());
+    let (code, _, stderr) = cli(&database, &["import", "observations", path(&file)]);
+    assert_ne!(code, 0);
+    for expected in [
+        "5 bad row(s), so nothing was imported",
+        "line 3: temperature_c must be between -90 and 60",
+        "line 4: observed_at is not an RFC 3339 instant",
+        "line 5: station_code \"NOPE\" names no station",
+        "line 6: has no measurement",
+        "line 7: observed_at must not be in the future",
+    ] {
+        assert!(stderr.contains(expected), "{expected} in:\n{stderr}");
+    }
+    let db = database.connect().await;
+    assert_eq!(scalar(&db, "SELECT count(*) FROM observations").await, 0);
+
+    let rejects = TempFile::empty("rejected-observations.csv");
+    let (code, stdout, stderr) = cli(
+        &database,
+        &[
+            "import",
+            "observations",
+            path(&file),
+            "--reject-file",
+            path(&rejects),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.starts_with("inserted 2, duplicates 0, rejected 5"),
+        "{stdout}"
+    );
+    assert_eq!(
+        rejects.text(),
+        "observed_at,station_code,temperature_c
+2026-06-01T13:00:00Z,ZRH,99
+2026-06-01 14:00,ZRH,20
+2026-06-01T16:00:00Z,ZRH,
+2999-01-01T00:00:00Z,ZRH,20
+2026-06-01T15:00:00Z,NOPE,20
+"
+    );
+}
+
+#[tokio::test]
+async fn demo_observations_are_a_plausible_repeatable_year_per_station() {
+    let database = TestDatabase::migrated().await;
+    assert_eq!(cli(&database, &["import", "--demo", "3"]).0, 0);
+    let (code, stdout, stderr) = cli(
+        &database,
+        &[
+            "import",
+            "observations",
+            "--demo",
+            "--stations",
+            "2",
+            "--days",
+            "30",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.starts_with("inserted 1442, duplicates 0"),
+        "{stdout}"
+    );
+    let (_, stdout, _) = cli(
+        &database,
+        &[
+            "import",
+            "observations",
+            "--demo",
+            "--stations",
+            "2",
+            "--days",
+            "30",
+        ],
+    );
+    assert!(
+        stdout.starts_with("inserted 0, duplicates 1442")
+            || stdout.starts_with("inserted 2, duplicates 1440"),
+        "only an hour that began since may be new: {stdout}"
+    );
+    let db = database.connect().await;
+    assert_eq!(
+        scalar(&db, "SELECT count(DISTINCT station_id) FROM observations").await,
+        2
+    );
+}
