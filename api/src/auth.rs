@@ -62,7 +62,7 @@ impl Authenticator {
 
     /// Whether `header` is `Bearer <token>` with a configured token. Every configured hash is
     /// compared, each in constant time, whatever the outcome.
-    fn accepts(&self, header: &[u8]) -> bool {
+    pub fn accepts(&self, header: &[u8]) -> bool {
         let Some(token) = header
             .strip_prefix(b"Bearer ")
             .or_else(|| header.strip_prefix(b"bearer "))

@@ -77,6 +77,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub graphql: GraphqlSettings,
     pub auth: AuthSettings,
+    pub subscriptions: SubscriptionSettings,
     pub metrics: MetricsSettings,
     pub log: LogSettings,
     /// The environment whose file was layered in; not itself a key.
@@ -100,6 +101,10 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// Origins (`https://app.example.com`) whose pages may call the API from a browser.
     pub cors_allowed_origins: Vec<String>,
+    /// The kernel's send buffer of each client connection. Fixed rather than grown on demand
+    /// (to 4 MiB by Linux's default), so that a client that stops reading (a stalled
+    /// subscriber) holds at most this much of the server's memory before it is dropped.
+    pub socket_send_buffer_bytes: usize,
     /// `/health/ready` names the database's host, port and role and the setting to change
     /// when it cannot be reached (development); otherwise it answers a generic reason and the
     /// details go to the log only.
@@ -170,6 +175,28 @@ pub struct AuthSettings {
     pub require_for_queries: bool,
     /// Mutations without a token (development only).
     pub allow_unauthenticated_writes: bool,
+}
+
+/// GraphQL subscriptions over WebSocket at `/graphql`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionSettings {
+    /// Accept WebSocket connections (and listen to PostgreSQL for changes).
+    pub enabled: bool,
+    /// Open WebSocket connections this replica accepts; more are refused with 503.
+    pub max_connections: usize,
+    /// Subscriptions one connection may run at once.
+    pub max_per_connection: usize,
+    /// Events a subscriber may fall behind before its connection is closed (1008).
+    pub buffer_events: usize,
+    /// A WebSocket ping this often, so that proxies keep idle connections and dead peers show.
+    pub keepalive_secs: u64,
+    /// A connection that has not sent `connection_init` after this long is closed (4408).
+    pub connection_init_timeout_secs: u64,
+    /// A connection with no subscription and no message for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// A client that takes longer than this to accept one message is dropped.
+    pub send_timeout_secs: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -310,9 +337,49 @@ impl Settings {
                 return Err(invalid(key, "must be greater than 0".into()));
             }
         }
+        if self.server.socket_send_buffer_bytes < 4096 {
+            return Err(invalid(
+                "server.socket_send_buffer_bytes",
+                "must be at least 4096".into(),
+            ));
+        }
         for origin in &self.server.cors_allowed_origins {
             if let Err(problem) = check_origin(origin) {
                 return Err(invalid("server.cors_allowed_origins", problem));
+            }
+        }
+        for (key, value) in [
+            (
+                "subscriptions.max_connections",
+                self.subscriptions.max_connections as u64,
+            ),
+            (
+                "subscriptions.max_per_connection",
+                self.subscriptions.max_per_connection as u64,
+            ),
+            (
+                "subscriptions.buffer_events",
+                self.subscriptions.buffer_events as u64,
+            ),
+            (
+                "subscriptions.keepalive_secs",
+                self.subscriptions.keepalive_secs,
+            ),
+            (
+                "subscriptions.connection_init_timeout_secs",
+                self.subscriptions.connection_init_timeout_secs,
+            ),
+            (
+                "subscriptions.idle_timeout_secs",
+                self.subscriptions.idle_timeout_secs,
+            ),
+            (
+                "subscriptions.send_timeout_secs",
+                self.subscriptions.send_timeout_secs,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
             }
         }
         if self.graphql.document_store_entries == 0 {

@@ -9,6 +9,7 @@ pub mod export;
 pub mod graphql;
 pub mod healthcheck;
 pub mod import;
+pub mod live;
 pub mod metrics;
 pub mod routes;
 pub mod service;

@@ -53,6 +53,16 @@ pub struct Metrics {
     pool_connections: Gauge<i64, AtomicI64>,
     pool_idle: Gauge<i64, AtomicI64>,
     database_unavailable: Gauge<i64, AtomicI64>,
+    live_sockets: Gauge<i64, AtomicI64>,
+    live_subscriptions: Gauge<i64, AtomicI64>,
+    live_events: Counter,
+    live_dropped: Family<DropLabel, Counter>,
+    live_listener_reconnects: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DropLabel {
+    reason: &'static str,
 }
 
 impl Default for Metrics {
@@ -92,6 +102,37 @@ impl Default for Metrics {
             "stations_db_unavailable",
             "1 while the database cannot be reached",
         );
+        let live_sockets = gauge(
+            &mut registry,
+            "stations_live_sockets",
+            "Open WebSocket connections for subscriptions",
+        );
+        let live_subscriptions = gauge(
+            &mut registry,
+            "stations_live_subscriptions",
+            "Active GraphQL subscriptions",
+        );
+        let counter = |registry: &mut Registry, name: &str, help: &str| {
+            let counter = Counter::<u64, AtomicU64>::default();
+            registry.register(name, help, counter.clone());
+            counter
+        };
+        let live_events = counter(
+            &mut registry,
+            "stations_live_events_delivered",
+            "Subscription events sent to clients",
+        );
+        let live_dropped = Family::<DropLabel, Counter>::default();
+        registry.register(
+            "stations_live_subscribers_dropped",
+            "WebSocket connections the server closed, by reason",
+            live_dropped.clone(),
+        );
+        let live_listener_reconnects = counter(
+            &mut registry,
+            "stations_live_listener_reconnects",
+            "Times the listening connection to PostgreSQL was lost and made again",
+        );
         let statements = Counter::<u64, AtomicU64>::default();
         registry.register(
             "stations_db_statements",
@@ -121,6 +162,11 @@ impl Default for Metrics {
             pool_connections,
             pool_idle,
             database_unavailable,
+            live_sockets,
+            live_subscriptions,
+            live_events,
+            live_dropped,
+            live_listener_reconnects,
         }
     }
 }
@@ -152,6 +198,30 @@ impl Metrics {
             self.statement_errors.inc();
         }
         self.statement_duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// A WebSocket connection opened (`1`) or closed (`-1`).
+    pub fn record_socket(&self, change: i64) {
+        self.live_sockets.inc_by(change);
+    }
+
+    /// A subscription started (`1`) or ended (`-1`).
+    pub fn record_subscription(&self, change: i64) {
+        self.live_subscriptions.inc_by(change);
+    }
+
+    pub fn record_event_delivered(&self) {
+        self.live_events.inc();
+    }
+
+    /// The server closed a WebSocket connection: `slow` (the client fell behind), `expired`
+    /// (its token), `idle`, `shutdown`.
+    pub fn record_socket_dropped(&self, reason: &'static str) {
+        self.live_dropped.get_or_create(&DropLabel { reason }).inc();
+    }
+
+    pub fn record_listener_reconnect(&self) {
+        self.live_listener_reconnects.inc();
     }
 
     /// The text exposition format, with the pool's figures read now.

@@ -8,9 +8,10 @@ use axum::{
     http::{HeaderName, HeaderValue, Method, Response, header},
     middleware,
     routing::get,
+    serve::ListenerExt,
 };
 use sea_orm::DatabaseConnection;
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::watch};
 use tower_http::{
     cors::{AllowOrigin, CorsLayer},
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
@@ -24,8 +25,10 @@ use crate::database::{self, ConnectError, health::DatabaseHealth, migrations};
 use crate::graphql::document_store::{DocumentStore, Manifest, ManifestError, StoreBounds};
 use crate::graphql::limits::Limits;
 use crate::graphql::{SchemaParts, build_schema};
+use crate::live::{LiveHub, listener::Listener};
 use crate::metrics::Metrics;
 use crate::routes;
+use crate::routes::graphql::websocket::Sockets;
 use crate::state::AppState;
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -54,6 +57,11 @@ pub struct Application {
     port: u16,
     state: AppState,
     shutdown_timeout: Duration,
+    /// The hub the listener feeds, when subscriptions are on.
+    live: Option<Arc<LiveHub>>,
+    /// Tells WebSocket connections (and the metrics listener) that the server is stopping.
+    stopping: watch::Sender<bool>,
+    socket_send_buffer_bytes: usize,
 }
 
 impl Application {
@@ -102,14 +110,19 @@ impl Application {
                 text_bytes: settings.graphql.document_store_bytes,
             })
         };
+        let authenticator = Arc::new(authenticator);
+        let live = Arc::new(LiveHub::new(settings.subscriptions.buffer_events));
+        let (stopping, stopping_rx) = watch::channel(false);
         let schema = build_schema(SchemaParts {
             db: db.clone(),
             limits,
             introspection: settings.graphql.introspection,
             documents: Arc::new(documents),
-            authenticator: Arc::new(authenticator),
+            authenticator: Arc::clone(&authenticator),
             metrics: Arc::clone(&metrics),
             health: Arc::clone(&health),
+            live: Arc::clone(&live),
+            subscriptions_per_connection: settings.subscriptions.max_per_connection,
         });
         let state = AppState {
             schema,
@@ -120,6 +133,11 @@ impl Application {
             limits,
             metrics,
             health,
+            sockets: Arc::new(Sockets::new(
+                settings.subscriptions.clone(),
+                authenticator,
+                stopping_rx,
+            )),
         };
 
         let address = format!("{}:{}", settings.server.host, settings.server.port);
@@ -145,6 +163,9 @@ impl Application {
             port,
             state,
             shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
+            live: settings.subscriptions.enabled.then_some(live),
+            stopping,
+            socket_send_buffer_bytes: settings.server.socket_send_buffer_bytes,
         })
     }
 
@@ -167,7 +188,19 @@ impl Application {
         let watcher = tokio::spawn(
             Arc::clone(&self.state.health).watch((*self.state.database_settings).clone()),
         );
-        let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+        let live_listener = self.live.map(|hub| {
+            tokio::spawn(
+                Listener {
+                    settings: (*self.state.database_settings).clone(),
+                    db: self.state.db.clone(),
+                    hub,
+                    metrics: Arc::clone(&self.state.metrics),
+                }
+                .run(),
+            )
+        });
+        let stopping_tx = self.stopping;
+        let stopping_rx = stopping_tx.subscribe();
         let mut metrics_stopping = stopping_rx.clone();
         let metrics_server = self.metrics.map(|(listener, router)| {
             tokio::spawn(async move {
@@ -179,7 +212,17 @@ impl Application {
                     .await
             })
         });
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+        let send_buffer = self.socket_send_buffer_bytes;
+        let connections = self
+            .listener
+            .tap_io(move |connection: &mut tokio::net::TcpStream| {
+                if let Err(error) =
+                    socket2::SockRef::from(&*connection).set_send_buffer_size(send_buffer)
+                {
+                    tracing::warn!(error = %error, "cannot size a connection's send buffer");
+                }
+            });
+        let server = axum::serve(connections, self.router).with_graceful_shutdown(async move {
             stop.await;
             tracing::info!("shutting down: no new connections, finishing requests in flight");
             let _ = stopping_tx.send(true);
@@ -203,7 +246,12 @@ impl Application {
                 Ok(())
             }
         };
+        // WebSocket connections were told to close (1001) when stopping began.
+        self.state.sockets.closed(Duration::from_secs(2)).await;
         watcher.abort();
+        if let Some(live_listener) = live_listener {
+            live_listener.abort();
+        }
         if let Some(metrics_server) = metrics_server {
             metrics_server.abort();
         }

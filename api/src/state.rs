@@ -9,6 +9,7 @@ use crate::database::health::DatabaseHealth;
 use crate::graphql::AppSchema;
 use crate::graphql::limits::Limits;
 use crate::metrics::Metrics;
+use crate::routes::graphql::websocket::Sockets;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -24,4 +25,6 @@ pub struct AppState {
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
     pub health: Arc<DatabaseHealth>,
+    /// The WebSocket connections of subscriptions.
+    pub sockets: Arc<Sockets>,
 }

@@ -18,6 +18,7 @@ mod m20261125_000002_add_station_name_code_elevation;
 mod m20261125_000003_add_station_timestamps_and_coordinate_checks;
 mod m20261125_000004_add_station_geo_indexes;
 mod m20261201_000005_create_observations;
+mod m20261201_000006_notify_live_changes;
 
 /// Every migration of the stations schema, oldest first.
 pub struct Migrator;
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_add_station_timestamps_and_coordinate_checks::Migration),
             Box::new(m20261125_000004_add_station_geo_indexes::Migration),
             Box::new(m20261201_000005_create_observations::Migration),
+            Box::new(m20261201_000006_notify_live_changes::Migration),
         ]
     }
 }

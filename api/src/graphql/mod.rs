@@ -7,6 +7,7 @@ mod mutation;
 pub mod pipeline;
 mod query;
 mod schema;
+pub mod subscription;
 pub mod types;
 
 pub use schema::{AppSchema, SchemaParts, build_schema, sdl};

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
+use async_graphql::{MergedObject, MergedSubscription, Schema, SchemaBuilder};
 use sea_orm::DatabaseConnection;
 
 use super::document_store::DocumentStore;
@@ -13,16 +13,19 @@ use super::mutation::observation::ObservationMutation;
 use super::mutation::station::StationMutation;
 use super::pipeline::{
     Policies, authorization::Authorization, cost::Cost, database_gate::DatabaseGate,
-    deadline::Deadline, documents::Documents, error_codes::ErrorCodes, read_only_get::ReadOnlyGet,
+    deadline::Deadline, documents::Documents, error_codes::ErrorCodes,
+    operation_transport::OperationTransport, subscription_limit::SubscriptionLimit,
     telemetry::Telemetry,
 };
 use super::query::observation::ObservationQuery;
 use super::query::station::StationQuery;
+use super::subscription::{observation::ObservationSubscription, station::StationSubscription};
 use crate::auth::Authenticator;
 use crate::database::health::DatabaseHealth;
+use crate::live::LiveHub;
 use crate::metrics::Metrics;
 
-pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
@@ -32,11 +35,15 @@ pub struct QueryRoot(StationQuery, ObservationQuery);
 #[graphql(name = "Mutation")]
 pub struct MutationRoot(StationMutation, ObservationMutation);
 
-fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+#[derive(MergedSubscription, Default)]
+#[graphql(name = "Subscription")]
+pub struct SubscriptionRoot(StationSubscription, ObservationSubscription);
+
+fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
-        EmptySubscription,
+        SubscriptionRoot::default(),
     )
 }
 
@@ -49,6 +56,8 @@ pub struct SchemaParts {
     pub authenticator: Arc<Authenticator>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<DatabaseHealth>,
+    pub live: Arc<LiveHub>,
+    pub subscriptions_per_connection: usize,
 }
 
 /// The schema served over HTTP, built once at start-up. Resolvers reach the database through
@@ -57,18 +66,24 @@ pub fn build_schema(parts: SchemaParts) -> AppSchema {
     let limits = parts.limits;
     let batches = Arc::new(Batches::new(parts.db.clone()));
     let mut builder = Policies::new(builder())
-        .then(Telemetry::new(parts.metrics))
+        .then(Telemetry::new(Arc::clone(&parts.metrics)))
         .then(ErrorCodes)
         .then(Documents::new(parts.documents))
-        .then(ReadOnlyGet)
+        .then(OperationTransport)
         .then(Authorization::new(parts.authenticator))
         .then(Cost::new(limits))
+        .then(SubscriptionLimit::new(
+            parts.subscriptions_per_connection,
+            Arc::clone(&parts.metrics),
+        ))
         .then(DatabaseGate::new(parts.health))
         .then(Deadline::new(limits.request_timeout))
         .into_builder()
         // Not a policy: every operation's own batch loaders, in its execution data.
         .extension(PerOperationBatches::new(Arc::clone(&batches)))
         .data(batches)
+        .data(parts.metrics)
+        .data(parts.live)
         .data(parts.db)
         .data(limits);
     if !parts.introspection {

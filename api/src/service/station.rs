@@ -64,6 +64,19 @@ pub struct BoundingBox {
     pub max_lng: Longitude,
 }
 
+impl BoundingBox {
+    /// Whether the point is inside the box, edges included.
+    pub fn contains(&self, lat: f64, lng: f64) -> bool {
+        let (west, east) = (self.min_lng.degrees(), self.max_lng.degrees());
+        let within_lng = if west <= east {
+            (west..=east).contains(&lng)
+        } else {
+            lng >= west || lng <= east
+        };
+        (self.min_lat.degrees()..=self.max_lat.degrees()).contains(&lat) && within_lng
+    }
+}
+
 /// Inclusive bounds on the elevation; stations without an elevation never match.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ElevationRange {

@@ -50,7 +50,8 @@ impl Extension for AuthorizationExtension {
         mut request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
-        let authorization = Origin::of(&request).and_then(|origin| origin.authorization.clone());
+        let authorization =
+            Origin::of(ctx, &request).and_then(|origin| origin.authorization.clone());
         let operation_name = request.operation_name.clone();
         let document = request.parsed_query()?;
         // When the document does not say which operation runs, validation refuses it later;

@@ -7,11 +7,12 @@
 //! 2. [`error_codes`]: every error leaves with a stable `extensions.code`.
 //! 3. [`documents`]: persisted queries and the parsed-document store; nesting checked before
 //!    parsing.
-//! 4. [`read_only_get`]: a GET may not carry a mutation.
+//! 4. [`operation_transport`]: a GET carries no mutation, plain HTTP no subscription.
 //! 5. [`authorization`]: who may run this kind of operation.
 //! 6. [`cost`]: fields, depth and complexity within the configured limits.
-//! 7. [`database_gate`]: no execution while the database is known to be down.
-//! 8. [`deadline`]: execution within `server.request_timeout_secs`.
+//! 7. [`subscription_limit`]: subscriptions per WebSocket connection.
+//! 8. [`database_gate`]: no execution while the database is known to be down.
+//! 9. [`deadline`]: execution within `server.request_timeout_secs`.
 //!
 //! A refusal by any of them is a GraphQL request error (no `data`, no `path`), which the
 //! transport answers with the status its code calls for.
@@ -22,12 +23,16 @@ pub mod database_gate;
 pub mod deadline;
 pub mod documents;
 pub mod error_codes;
-pub mod read_only_get;
+pub mod operation_transport;
+pub mod subscription_limit;
 pub mod telemetry;
 
 use std::any::TypeId;
 
-use async_graphql::{ObjectType, SchemaBuilder, SubscriptionType, extensions::ExtensionFactory};
+use async_graphql::{
+    ObjectType, SchemaBuilder, SubscriptionType,
+    extensions::{ExtensionContext, ExtensionFactory},
+};
 use axum::http::HeaderValue;
 
 /// How a request arrived.
@@ -47,12 +52,17 @@ pub struct Origin {
 }
 
 impl Origin {
-    /// The origin the transport attached to `request`, if any.
-    pub fn of(request: &async_graphql::Request) -> Option<&Self> {
+    /// The origin the transport attached to `request`, or, over a WebSocket, to its
+    /// connection.
+    pub fn of<'a>(
+        ctx: &ExtensionContext<'a>,
+        request: &'a async_graphql::Request,
+    ) -> Option<&'a Self> {
         request
             .data
             .get(&TypeId::of::<Self>())
             .and_then(|data| data.downcast_ref())
+            .or_else(|| ctx.data_opt::<Self>())
     }
 }
 

@@ -5,6 +5,7 @@ pub mod cursor;
 pub mod edges;
 pub mod geo;
 pub mod list;
+pub mod live;
 pub mod observation;
 pub mod station;
 pub mod station_observations;

@@ -6,14 +6,15 @@
 
 mod accept;
 mod respond;
+pub mod websocket;
 mod wire;
 
 use std::time::Instant;
 
 use axum::{
     body::Bytes,
-    extract::{FromRequest, RawQuery, Request, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    extract::{FromRequest, Request, State},
+    http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde_json::json;
@@ -59,12 +60,15 @@ pub async fn post(State(state): State<AppState>, request: Request) -> Response {
     }
 }
 
-/// `GET /graphql`: a query in the URL (`?query=...&variables=...`), or, for a browser, the IDE.
-pub async fn get(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(query_string): RawQuery,
-) -> Response {
+/// `GET /graphql`: a query in the URL (`?query=...&variables=...`), a WebSocket for
+/// subscriptions, or, for a browser, the IDE.
+pub async fn get(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, _body) = request.into_parts();
+    if websocket::is_upgrade(&parts) {
+        return websocket::upgrade(state, parts).await;
+    }
+    let headers = parts.headers;
+    let query_string = parts.uri.query().map(str::to_owned);
     let started = Instant::now();
     let accept = Accept::from_headers(&headers);
     if accept.prefers_html() {

@@ -1,0 +1,38 @@
+use async_graphql::{Context, Result, Subscription, futures_util::Stream};
+
+use super::live_stream;
+use crate::graphql::types::live::{StationChange, StationChangeFilter};
+use crate::graphql::types::station::Station;
+use crate::live::LiveEvent;
+
+#[derive(Default)]
+pub struct StationSubscription;
+
+#[Subscription]
+impl StationSubscription {
+    /// Every committed change to the stations that match `filter`, on whichever replica it was
+    /// made; RESYNC when changes may have been missed.
+    async fn station_changed(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<StationChangeFilter>,
+    ) -> Result<impl Stream<Item = StationChange> + use<>> {
+        let watch = filter
+            .map(|filter| filter.validate("filter"))
+            .transpose()?
+            .unwrap_or_default();
+        live_stream(ctx, move |event| match event {
+            LiveEvent::Stations { kind, traces, rows } => traces
+                .iter()
+                .filter(|trace| watch.matches(trace))
+                .map(|trace| StationChange {
+                    kind: (*kind).into(),
+                    id: Some(trace.id.to_string().into()),
+                    station: rows.get(&trace.id).cloned().map(Station::from),
+                })
+                .collect(),
+            LiveEvent::Resync { stations: true, .. } => vec![StationChange::resync()],
+            _ => Vec::new(),
+        })
+    }
+}

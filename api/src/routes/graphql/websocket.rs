@@ -1,0 +1,307 @@
+//! GraphQL over WebSocket at `/graphql`, for subscriptions: the `graphql-transport-ws`
+//! sub-protocol of the graphql-ws library
+//! (<https://github.com/enisdenjo/graphql-ws/blob/master/PROTOCOL.md>), which current clients
+//! speak, and the legacy `graphql-ws` of subscriptions-transport-ws. async-graphql speaks both;
+//! this module bounds and supervises the connection around it:
+//!
+//! - at most `subscriptions.max_connections` sockets per replica (more: HTTP 503 before the
+//!   upgrade), and `subscriptions.max_per_connection` subscriptions on each (the
+//!   `subscription_limit` policy);
+//! - the bearer token comes in `connection_init` (`{"authorization": "Bearer <token>"}`, or the
+//!   upgrade request's own `Authorization` header); a refused one closes with 4403;
+//! - a WebSocket ping every `subscriptions.keepalive_secs`; 4408 when `connection_init` does not
+//!   come in time; a connection idle for `subscriptions.idle_timeout_secs` is closed;
+//! - a client that does not take a message within `subscriptions.send_timeout_secs`, or whose
+//!   subscription falls `subscriptions.buffer_events` behind, is dropped (1008): memory does not
+//!   grow for a slow consumer;
+//! - on shutdown every socket is closed with 1001 (going away).
+
+use std::{
+    str::FromStr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use async_graphql::{
+    Data,
+    futures_util::{SinkExt, StreamExt, future},
+    http::{ALL_WEBSOCKET_PROTOCOLS, WebSocketProtocols, WsMessage},
+};
+use axum::{
+    extract::{
+        FromRequestParts, WebSocketUpgrade,
+        ws::{CloseFrame, Message, WebSocket},
+    },
+    http::{HeaderValue, StatusCode, header, request::Parts},
+    response::{IntoResponse, Response},
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+
+use crate::auth::Authenticator;
+use crate::configuration::SubscriptionSettings;
+use crate::graphql::pipeline::{Origin, Transport};
+use crate::live::connection::Connection;
+use crate::state::AppState;
+
+/// graphql-transport-ws: the client is not allowed to connect (its token).
+const FORBIDDEN: u16 = 4403;
+/// graphql-transport-ws: `connection_init` did not come in time.
+const INIT_TIMEOUT: u16 = 4408;
+const GOING_AWAY: u16 = 1001;
+
+/// The sockets of this replica: their limit, who may open one, and the signal to close them.
+pub struct Sockets {
+    settings: SubscriptionSettings,
+    slots: Arc<Semaphore>,
+    authenticator: Arc<Authenticator>,
+    stopping: watch::Receiver<bool>,
+}
+
+impl Sockets {
+    pub fn new(
+        settings: SubscriptionSettings,
+        authenticator: Arc<Authenticator>,
+        stopping: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(settings.max_connections)),
+            settings,
+            authenticator,
+            stopping,
+        }
+    }
+
+    /// Waits, up to `timeout`, until every socket has closed.
+    pub async fn closed(&self, timeout: Duration) {
+        let everyone = u32::try_from(self.settings.max_connections).unwrap_or(u32::MAX);
+        let _ = tokio::time::timeout(timeout, self.slots.acquire_many(everyone)).await;
+    }
+}
+
+/// Whether `parts` asks to upgrade to a WebSocket.
+pub fn is_upgrade(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.eq_ignore_ascii_case("websocket"))
+}
+
+/// Answers a WebSocket upgrade of `GET /graphql`.
+pub async fn upgrade(state: AppState, mut parts: Parts) -> Response {
+    let sockets = Arc::clone(&state.sockets);
+    if !sockets.settings.enabled {
+        return refusal(
+            StatusCode::NOT_FOUND,
+            "subscriptions are turned off here (subscriptions.enabled = false)",
+        );
+    }
+    let Some(protocol) = parts
+        .headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|offered| {
+            offered
+                .split(',')
+                .find_map(|protocol| WebSocketProtocols::from_str(protocol.trim()).ok())
+        })
+    else {
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            "name a sub-protocol in Sec-WebSocket-Protocol: graphql-transport-ws (the graphql-ws \
+             library) or graphql-ws (subscriptions-transport-ws)",
+        );
+    };
+    let Ok(slot) = Arc::clone(&sockets.slots).try_acquire_owned() else {
+        return refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!(
+                "this replica serves {} WebSocket connections already, its limit \
+                 (subscriptions.max_connections): retry later, or on another replica",
+                sockets.settings.max_connections
+            ),
+        );
+    };
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let header_authorization = parts.headers.get(header::AUTHORIZATION).cloned();
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| serve(socket, protocol, state, slot, header_authorization))
+}
+
+fn refusal(status: StatusCode, message: &str) -> Response {
+    let body = serde_json::json!({ "errors": [{ "message": message }] });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Runs one connection until either side closes it.
+async fn serve(
+    socket: WebSocket,
+    protocol: WebSocketProtocols,
+    state: AppState,
+    slot: OwnedSemaphorePermit,
+    header_authorization: Option<HeaderValue>,
+) {
+    let sockets = Arc::clone(&state.sockets);
+    let settings = &sockets.settings;
+    let metrics = Arc::clone(&state.metrics);
+    metrics.record_socket(1);
+    let connection = Arc::new(Connection::default());
+    let last_heard = Arc::new(Mutex::new(Instant::now()));
+    let (mut sink, stream) = socket.split();
+
+    let input = {
+        let last_heard = Arc::clone(&last_heard);
+        stream
+            .take_while(|message| future::ready(message.is_ok()))
+            .filter_map(move |message| {
+                if let Ok(mut heard) = last_heard.lock() {
+                    *heard = Instant::now();
+                }
+                future::ready(match message {
+                    Ok(Message::Text(text)) => Some(text.as_bytes().to_vec()),
+                    Ok(Message::Binary(bytes)) => Some(bytes.to_vec()),
+                    _ => None,
+                })
+            })
+    };
+    let on_init = {
+        let connection = Arc::clone(&connection);
+        let authenticator = Arc::clone(&sockets.authenticator);
+        move |payload: serde_json::Value| async move {
+            let authorization = payload_authorization(&payload).or(header_authorization);
+            let credentials = authorization.as_ref().map(HeaderValue::as_bytes);
+            // The rules of queries apply (a token when auth.require_for_queries), and a wrong
+            // token is refused whatever they say: its client should know at once.
+            if !authenticator.permits(credentials, false)
+                || credentials.is_some_and(|credentials| !authenticator.accepts(credentials))
+            {
+                return Err(async_graphql::Error::new(
+                    "a valid bearer token is required: send {\"authorization\": \"Bearer \
+                     <token>\"} in connection_init",
+                ));
+            }
+            connection.acknowledge();
+            let mut data = Data::default();
+            data.insert(Origin {
+                transport: Transport::WebSocket,
+                authorization,
+            });
+            data.insert(Arc::clone(&connection));
+            Ok(data)
+        }
+    };
+    let graphql = async_graphql::http::WebSocket::new(state.schema.clone(), input, protocol)
+        .on_connection_init(on_init);
+
+    let send_timeout = Duration::from_secs(settings.send_timeout_secs);
+    let idle_timeout = Duration::from_secs(settings.idle_timeout_secs);
+    let mut stopping = sockets.stopping.clone();
+    let mut pings = tokio::time::interval(Duration::from_secs(settings.keepalive_secs));
+    pings.reset();
+    let mut idle_check = tokio::time::interval(idle_timeout.min(Duration::from_secs(5)));
+    let init_deadline =
+        tokio::time::sleep(Duration::from_secs(settings.connection_init_timeout_secs));
+    async_graphql::futures_util::pin_mut!(graphql, init_deadline);
+
+    // Forward what async-graphql sends, ping, and close the socket when anything asks to.
+    let closing: Option<(u16, String, Option<&'static str>)> = loop {
+        let outgoing = tokio::select! {
+            message = graphql.next() => match message {
+                Some(WsMessage::Text(text)) => Message::Text(text.into()),
+                // async-graphql refuses a failed connection_init with 1002; the protocol's
+                // code for it is 4403.
+                Some(WsMessage::Close(code, reason)) => {
+                    let code = if code == 1002 && !connection.is_acknowledged() {
+                        FORBIDDEN
+                    } else {
+                        code
+                    };
+                    break Some((code, reason, None));
+                }
+                // The legacy protocol refuses connection_init with a message, then ends.
+                None if !connection.is_acknowledged()
+                    && protocol == WebSocketProtocols::SubscriptionsTransportWS =>
+                {
+                    break Some((FORBIDDEN, "unauthorized".to_owned(), None));
+                }
+                None => break None,
+            },
+            closing = connection.closing() => {
+                break Some((closing.code, closing.reason, Some(closing.label)));
+            }
+            _ = stopping.wait_for(|stopping| *stopping) => {
+                break Some((GOING_AWAY, "server shutting down".to_owned(), Some("shutdown")));
+            }
+            () = &mut init_deadline, if !connection.is_acknowledged() => {
+                break Some((
+                    INIT_TIMEOUT,
+                    format!(
+                        "Connection initialisation timeout: send connection_init within {} s \
+                         (subscriptions.connection_init_timeout_secs)",
+                        settings.connection_init_timeout_secs
+                    ),
+                    Some("init_timeout"),
+                ));
+            }
+            _ = pings.tick() => Message::Ping(Vec::new().into()),
+            _ = idle_check.tick() => {
+                let quiet_for = last_heard
+                    .lock()
+                    .map(|heard| heard.elapsed())
+                    .unwrap_or_default();
+                if connection.subscriptions() > 0 || quiet_for < idle_timeout {
+                    continue;
+                }
+                break Some((
+                    1000,
+                    format!(
+                        "idle: no subscription and no message for {} s \
+                         (subscriptions.idle_timeout_secs)",
+                        settings.idle_timeout_secs
+                    ),
+                    Some("idle"),
+                ));
+            }
+        };
+        match tokio::time::timeout(send_timeout, sink.send(outgoing)).await {
+            Ok(Ok(())) => {}
+            // The client went away.
+            Ok(Err(_)) => break None,
+            // The client does not read: nothing more can be sent, a close frame included.
+            Err(_elapsed) => {
+                metrics.record_socket_dropped("slow");
+                break None;
+            }
+        }
+    };
+    if let Some((code, reason, label)) = closing {
+        if let Some(label) = label {
+            metrics.record_socket_dropped(label);
+        }
+        let frame = CloseFrame {
+            code,
+            reason: reason.chars().take(120).collect::<String>().into(),
+        };
+        let _ = tokio::time::timeout(send_timeout, sink.send(Message::Close(Some(frame)))).await;
+    }
+    metrics.record_socket(-1);
+    drop(slot);
+}
+
+/// The bearer token of a `connection_init` payload: `{"authorization": "Bearer <token>"}`
+/// (or `Authorization`, as some clients copy the header's spelling).
+fn payload_authorization(payload: &serde_json::Value) -> Option<HeaderValue> {
+    ["authorization", "Authorization"]
+        .iter()
+        .find_map(|key| payload.get(*key)?.as_str())
+        .and_then(|value| HeaderValue::from_str(value).ok())
+}

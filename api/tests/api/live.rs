@@ -1,0 +1,205 @@
+//! A WebSocket client that speaks `graphql-transport-ws` (or the legacy `graphql-ws`) well
+//! enough to test subscriptions frame by frame: what the server sends, when, and how it closes.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream,
+    tungstenite::{
+        Message, client::IntoClientRequest, http::HeaderValue, protocol::frame::coding::CloseCode,
+    },
+};
+
+use async_graphql::futures_util::{SinkExt, StreamExt};
+
+/// The two sub-protocols the server speaks.
+pub const TRANSPORT_WS: &str = "graphql-transport-ws";
+pub const LEGACY_WS: &str = "graphql-ws";
+
+pub struct LiveClient {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    protocol: &'static str,
+}
+
+/// How a connection ended: the close code and reason, or `None` when it just dropped.
+pub type Closed = Option<(u16, String)>;
+
+impl LiveClient {
+    /// Opens a socket to `http_address` (`http://host:port`) without any GraphQL message yet.
+    pub async fn open(http_address: &str, protocol: &'static str) -> Self {
+        let url = format!("{}/graphql", http_address.replacen("http", "ws", 1));
+        let mut request = url.into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", HeaderValue::from_static(protocol));
+        let (socket, response) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("the WebSocket upgrade");
+        assert_eq!(response.headers()["sec-websocket-protocol"], protocol);
+        Self { socket, protocol }
+    }
+
+    /// Opens a socket and completes `connection_init` with `payload`; the close frame when the
+    /// server refuses it.
+    pub async fn connect(
+        http_address: &str,
+        protocol: &'static str,
+        payload: Value,
+    ) -> Result<Self, Closed> {
+        let mut client = Self::open(http_address, protocol).await;
+        client
+            .send(json!({ "type": "connection_init", "payload": payload }))
+            .await;
+        loop {
+            match client.next_message(Duration::from_secs(5)).await {
+                Ok(message) if message["type"] == "connection_ack" => return Ok(client),
+                // The legacy protocol keeps the socket alive with "ka" messages.
+                Ok(message) if message["type"] == "ka" => {}
+                Ok(message) if message["type"] == "connection_error" => {
+                    return Err(client.closed(Duration::from_secs(5)).await);
+                }
+                Ok(message) => panic!("unexpected {message}"),
+                Err(closed) => return Err(closed),
+            }
+        }
+    }
+
+    pub async fn send(&mut self, message: Value) {
+        self.socket
+            .send(Message::Text(message.to_string().into()))
+            .await
+            .expect("send a WebSocket message");
+    }
+
+    /// Starts subscription `id`.
+    pub async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+        let kind = if self.protocol == TRANSPORT_WS {
+            "subscribe"
+        } else {
+            "start"
+        };
+        self.send(json!({
+            "id": id,
+            "type": kind,
+            "payload": { "query": query, "variables": variables }
+        }))
+        .await;
+    }
+
+    /// The next GraphQL message (pings answered, pongs skipped); `Err` with the close frame
+    /// when the socket closes first. Panics after `wait` without either.
+    pub async fn next_message(&mut self, wait: Duration) -> Result<Value, Closed> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.socket.next())
+                .await
+                .expect("a message from the server in time");
+            match frame {
+                Some(Ok(Message::Text(text))) => {
+                    return Ok(serde_json::from_str(&text).expect("a JSON message"));
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(
+                        frame.map(|frame| (u16::from(frame.code), frame.reason.to_string()))
+                    );
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return Err(None),
+            }
+        }
+    }
+
+    /// The payload of the next `next` (or legacy `data`) message of subscription `id`.
+    pub async fn next_event(&mut self, id: &str, wait: Duration) -> Value {
+        loop {
+            let message = self
+                .next_message(wait)
+                .await
+                .unwrap_or_else(|closed| panic!("closed while waiting for an event: {closed:?}"));
+            if message["type"] == "ka" {
+                continue;
+            }
+            assert_eq!(message["id"], id, "{message}");
+            assert!(
+                message["type"] == "next" || message["type"] == "data",
+                "{message}"
+            );
+            return message["payload"].clone();
+        }
+    }
+
+    /// Whether nothing arrives for `wait` (keep-alives aside).
+    pub async fn is_quiet_for(&mut self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.socket.next()).await {
+                Err(_elapsed) => return true,
+                Ok(Some(Ok(Message::Text(text)))) if text.contains("\"ka\"") => {}
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+                Ok(_) => return false,
+            }
+        }
+    }
+
+    /// Reads until the server closes the socket; its close frame.
+    pub async fn closed(&mut self, wait: Duration) -> Closed {
+        loop {
+            match self.next_message(wait).await {
+                Ok(_) => {}
+                Err(closed) => return closed,
+            }
+        }
+    }
+
+    /// Closes the socket from this side.
+    pub async fn close(mut self) {
+        let _ = self
+            .socket
+            .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: CloseCode::Normal,
+                reason: "done".into(),
+            }))
+            .await;
+    }
+}
+
+/// A subscriber that reads nothing after subscribing, with a receive buffer as small as the
+/// kernel allows: what the server sends it piles up on the server's side.
+pub struct SlowReader {
+    _socket: WebSocketStream<TcpStream>,
+}
+
+impl SlowReader {
+    pub async fn subscribe(http_address: &str, query: &str) -> Self {
+        let address = http_address.trim_start_matches("http://");
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(2048).unwrap();
+        let stream = socket.connect(address.parse().unwrap()).await.unwrap();
+        let mut request = format!("ws://{address}/graphql")
+            .into_client_request()
+            .unwrap();
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_static(TRANSPORT_WS),
+        );
+        let (mut socket, _) = tokio_tungstenite::client_async(request, stream)
+            .await
+            .expect("the WebSocket upgrade");
+        let send = |message: Value| Message::Text(message.to_string().into());
+        socket
+            .send(send(json!({ "type": "connection_init" })))
+            .await
+            .unwrap();
+        let ack = socket.next().await.unwrap().unwrap();
+        assert!(ack.to_string().contains("connection_ack"), "{ack}");
+        socket
+            .send(send(
+                json!({ "id": "slow", "type": "subscribe", "payload": { "query": query } }),
+            ))
+            .await
+            .unwrap();
+        Self { _socket: socket }
+    }
+}
