@@ -129,6 +129,9 @@ pub struct DatabaseSettings {
     pub statement_timeout_ms: u64,
     /// Apply pending migrations at start-up (development) or refuse to start (production).
     pub migrate_on_start: bool,
+    /// Where the listening connection of subscriptions goes, when `url` leads through a pooler
+    /// that cannot hold a session's LISTEN (PgBouncer in transaction mode); empty: `url`.
+    pub listen_url: SecretString,
     /// Where `url` came from, in words, for messages about it; not itself a key.
     #[serde(skip)]
     pub url_source: String,
@@ -302,6 +305,11 @@ impl Settings {
         if let Err(problem) = self.database.check_url() {
             return Err(invalid("database.url", problem));
         }
+        if !self.database.listen_url.expose_secret().trim().is_empty()
+            && let Err(problem) = self.database.listening().check_url()
+        {
+            return Err(invalid("database.listen_url", problem));
+        }
         if self.database.max_connections == 0 {
             return Err(invalid(
                 "database.max_connections",
@@ -455,6 +463,16 @@ impl DatabaseSettings {
                 .unwrap_or_default(),
             has_password: url.and_then(Url::password).is_some_and(|p| !p.is_empty()),
         }
+    }
+
+    /// These settings with `listen_url` (when set) as the URL: where to LISTEN.
+    pub fn listening(&self) -> Self {
+        let mut settings = self.clone();
+        if !self.listen_url.expose_secret().trim().is_empty() {
+            settings.url = self.listen_url.clone();
+            settings.url_source = "database.listen_url".to_owned();
+        }
+        settings
     }
 
     pub fn connect_timeout(&self) -> Duration {

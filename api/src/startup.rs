@@ -191,7 +191,7 @@ impl Application {
         let live_listener = self.live.map(|hub| {
             tokio::spawn(
                 Listener {
-                    settings: (*self.state.database_settings).clone(),
+                    settings: self.state.database_settings.listening(),
                     db: self.state.db.clone(),
                     hub,
                     metrics: Arc::clone(&self.state.metrics),

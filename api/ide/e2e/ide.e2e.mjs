@@ -1,7 +1,8 @@
 // Drives the IDE in Debian's headless Chromium against a running stations-api, as a person
 // would: open the page, type a query, press run, read the result; then a mutation the API
-// refuses. Started by the Rust test api/tests/api/ide.rs, which owns the server and its
-// database; it exits non-zero with the list of everything that went wrong.
+// refuses; then a subscription that shows a change made by another client. Started by the Rust
+// test api/tests/api/ide.rs, which owns the server and its database; it exits non-zero with the
+// list of everything that went wrong.
 //
 //   node e2e/ide.e2e.mjs --url http://127.0.0.1:PORT/graphql --out DIR --expect "Name A,Name B"
 
@@ -61,6 +62,7 @@ try {
     }
   });
   page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  page.on('websocket', (socket) => requests.push(socket.url()));
 
   // 1. The page loads, with every request answered by this server.
   const response = await page.goto(pageUrl.href, { waitUntil: 'networkidle' });
@@ -111,7 +113,36 @@ try {
 
   await page.screenshot({ path: join(options.out, 'graphiql-refusal.png') });
 
-  const foreign = requests.filter((url) => new URL(url).origin !== pageUrl.origin);
+  // 5. A subscription over the page's own WebSocket: running, it shows the change a mutation
+  // sent by another client causes.
+  await replaceQuery(
+    page,
+    queryEditor,
+    'subscription { stationChanged { kind station { code name } } }',
+  );
+  await page.locator('.graphiql-execute-button').click();
+  // The subscription is running once the socket carried it; give it a moment to register.
+  await page.waitForTimeout(1_500);
+  const mutation = await fetch(pageUrl.href, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      query: 'mutation { createStation(input: { code: "E2ELIVE", name: "Seen live", lat: 1, lng: 2 }) { id } }',
+    }),
+  });
+  if (!mutation.ok) problems.push(`the mutation that should show live answered ${mutation.status}`);
+  const live = await responseText(page, (text) => text.includes('E2ELIVE'));
+  for (const fact of ['CREATED', 'E2ELIVE', 'Seen live']) {
+    if (!live.includes(fact)) problems.push(`the subscription's result lacks ${fact}:\n${live}`);
+  }
+  if (!requests.some((url) => url.startsWith(pageUrl.origin.replace('http:', 'ws:')))) {
+    problems.push('the subscription did not use a WebSocket to this server');
+  }
+  await page.screenshot({ path: join(options.out, 'graphiql-subscription.png') });
+
+  const sameServer = (url) =>
+    new URL(url).host === pageUrl.host && ['http:', 'ws:'].includes(new URL(url).protocol);
+  const foreign = requests.filter((url) => !sameServer(url));
   for (const url of foreign) problems.push(`request to another origin: ${url}`);
   if (!requests.some((url) => url.includes('/graphql/assets/') && url.endsWith('.js'))) {
     problems.push('no script was loaded from /graphql/assets/');

@@ -24,7 +24,12 @@ query FirstStations {
 `;
 
 // Same origin as the page, so the Content-Security-Policy's connect-src 'self' allows it.
-const fetcher = createGraphiQLFetcher({ url: new URL('/graphql', window.location.href).href });
+// Subscriptions go over a WebSocket to the same path (graphql-transport-ws); the headers typed
+// in the IDE's Headers tab, an Authorization token among them, travel in connection_init.
+const endpoint = new URL('/graphql', window.location.href);
+const socket = new URL(endpoint);
+socket.protocol = endpoint.protocol === 'https:' ? 'wss:' : 'ws:';
+const fetcher = createGraphiQLFetcher({ url: endpoint.href, subscriptionUrl: socket.href });
 
 createRoot(document.getElementById('graphiql')).render(
   <React.StrictMode>

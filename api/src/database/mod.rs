@@ -106,11 +106,23 @@ pub async fn connect_for_requests(
     /// Connections idle for less than this are used without a ping.
     const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
 
-    let options = connect_options(settings).await?.options([(
-        "statement_timeout",
-        format!("{}ms", settings.statement_timeout().as_millis()),
-    )]);
+    let options = connect_options(settings).await?;
+    // Set on each new session rather than passed as a startup option: poolers such as
+    // PgBouncer refuse startup options, while a session's SET passes through them.
+    let set_timeout = format!(
+        "SET statement_timeout = {}",
+        settings.statement_timeout().as_millis()
+    );
     let pool = pool_options(settings)
+        .after_connect(move |connection, _metadata| {
+            let set_timeout = set_timeout.clone();
+            Box::pin(async move {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(set_timeout))
+                    .execute(connection)
+                    .await
+                    .map(drop)
+            })
+        })
         .test_before_acquire(false)
         .before_acquire(move |connection, metadata| {
             let health = Arc::clone(&health);

@@ -43,6 +43,9 @@ const CHUNK_BYTES: usize = 256 * 1024;
 /// From this many rows on, an import is a bulk load: indexes of an empty table are built
 /// afterwards, and statistics are refreshed.
 const BULK_LOAD_ROWS: i64 = 10_000;
+/// From this many rows on, subscribers hear of an import as one RESYNC rather than row by
+/// row (see migration `notify_live_changes`).
+const BULK_NOTIFY_ROWS: i64 = 1_000;
 /// How many bad rows a refusal lists; the count covers all of them.
 const LISTED_BAD_ROWS: usize = 20;
 
@@ -326,6 +329,9 @@ pub async fn run(
     let staged: i64 = sqlx::query_scalar("SELECT count(*) FROM import_staging")
         .fetch_one(&mut *transaction)
         .await?;
+    if staged >= BULK_NOTIFY_ROWS {
+        announce_in_bulk(&mut transaction).await?;
+    }
     let (inserted, updated) =
         if staged >= BULK_LOAD_ROWS && table_is_empty(&mut transaction).await? {
             // Loading an empty table: building its indexes once afterwards is several times
@@ -556,6 +562,14 @@ fn verbatim_records(
     };
     result.map_err(ImportError::File)?;
     Ok(found)
+}
+
+/// Makes the live-change triggers announce this transaction's writes as one summary.
+async fn announce_in_bulk(connection: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql("SET LOCAL stations_api.bulk_write = on")
+        .execute(connection)
+        .await
+        .map(drop)
 }
 
 async fn table_is_empty(connection: &mut PgConnection) -> Result<bool, sqlx::Error> {

@@ -26,8 +26,8 @@ use tokio::sync::mpsc;
 use super::csv_source::{self, Layout, Row};
 use super::rejects::RejectWriter;
 use super::{
-    BULK_LOAD_ROWS, BadRow, CHUNK_BYTES, Format, ImportError, LISTED_BAD_ROWS, Progress, copy_in,
-    records::number_from_text,
+    BULK_LOAD_ROWS, BULK_NOTIFY_ROWS, BadRow, CHUNK_BYTES, Format, ImportError, LISTED_BAD_ROWS,
+    Progress, announce_in_bulk, copy_in, records::number_from_text,
 };
 use crate::domain::{InvalidValue, Measure, StationCode, observed_at};
 
@@ -207,6 +207,9 @@ pub async fn run(
     };
 
     progress.phase("writing to observations");
+    if outcome.valid >= BULK_NOTIFY_ROWS as u64 {
+        announce_in_bulk(&mut transaction).await?;
+    }
     let inserted = sqlx::raw_sql(
         "INSERT INTO observations (station_id, observed_at, temperature_c, pressure_hpa,
                                    humidity_pct, precipitation_mm)

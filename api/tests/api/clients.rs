@@ -69,3 +69,18 @@ async fn urql_mutates_queries_persists_over_get_and_pages() {
     .await;
     assert_eq!(app.station_count().await, 5);
 }
+
+#[tokio::test]
+async fn the_graphql_ws_client_receives_changes_made_by_another_client() {
+    let (app, token) = guarded_app().await;
+    run_node_script(
+        script("graphql-ws.mjs"),
+        vec![
+            "--url".into(),
+            format!("{}/graphql", app.address),
+            "--token".into(),
+            token,
+        ],
+    )
+    .await;
+}

@@ -379,3 +379,72 @@ async fn a_slow_consumer_is_dropped_while_the_others_keep_receiving() {
     let event = fast.next_event("s", SECOND * 5).await;
     assert_eq!(event["data"]["stationChanged"]["station"]["code"], "AFTER");
 }
+
+#[tokio::test]
+async fn stopping_the_server_closes_every_socket_with_1001() {
+    let database = crate::helpers::TestDatabase::migrated().await;
+    let mut settings = crate::helpers::test_settings();
+    settings.database.url = secrecy::SecretString::from(database.url.clone());
+    let application = stations_api::startup::Application::build(&settings)
+        .await
+        .unwrap();
+    let address = format!("http://127.0.0.1:{}", application.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(application.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let mut client = LiveClient::connect(&address, TRANSPORT_WS, json!({}))
+        .await
+        .unwrap();
+    client.subscribe("s", STATION_CHANGED, json!({})).await;
+    tokio::time::sleep(SECOND / 5).await;
+
+    stop.send(()).unwrap();
+    let closed = client.closed(SECOND * 5).await;
+    assert_eq!(
+        closed,
+        Some((1001, "server shutting down".to_owned())),
+        "going away"
+    );
+    tokio::time::timeout(SECOND * 5, server)
+        .await
+        .expect("the server stops")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_bulk_import_is_announced_as_one_resync_not_row_by_row() {
+    let app = spawn_app().await;
+    app.create_station("BULK", "Imported into", 1.0, 1.0).await;
+    let mut client = LiveClient::connect(&app.address, TRANSPORT_WS, json!({}))
+        .await
+        .unwrap();
+    client
+        .subscribe(
+            "o",
+            "subscription { observationRecorded { kind observation { temperatureC } } }",
+            json!({}),
+        )
+        .await;
+    tokio::time::sleep(SECOND / 5).await;
+    let (output, _, stderr) = crate::helpers::run(
+        crate::helpers::stations_api(&[
+            "import",
+            "observations",
+            "--demo",
+            "--stations",
+            "1",
+            "--days",
+            "60",
+        ])
+        .env("DATABASE_URL", &app.database.url),
+    );
+    assert!(output.status.success(), "{stderr}");
+    let event = client.next_event("o", SECOND * 5).await;
+    assert_eq!(
+        event["data"]["observationRecorded"],
+        json!({ "kind": "RESYNC", "observation": null })
+    );
+    assert!(client.is_quiet_for(SECOND / 2).await, "one event, not 1441");
+}

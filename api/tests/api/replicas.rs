@@ -1,0 +1,287 @@
+//! Several replicas, as production runs them: `stations-api serve` processes on one database,
+//! behind a real nginx (Debian's package, started by the test on loopback ports) that
+//! upgrades WebSockets; a change written through one replica reaches subscribers of the
+//! others. And PostgreSQL restarting under the subscribers.
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::json;
+
+use crate::helpers::{ServerProcess, TestDatabase, post_graphql};
+use crate::live::{LiveClient, TRANSPORT_WS};
+use crate::scram_cluster::{ScramCluster, free_port};
+
+const SECOND: Duration = Duration::from_secs(1);
+const SUBSCRIPTION: &str = "subscription { stationChanged { kind station { code } } }";
+const CREATE: &str = "mutation($code: String!) { createStation(input: { code: $code, name: \"Replicated\", lat: 1, lng: 2 }) { id } }";
+
+/// nginx in front of the replicas, as `deploy/nginx.conf` configures it for compose: one port
+/// that balances over all of them, and one per replica to reach a given one.
+struct Nginx {
+    child: Child,
+    directory: PathBuf,
+    balanced: u16,
+    direct: Vec<u16>,
+}
+
+impl Nginx {
+    fn start(replicas: &[u16]) -> Self {
+        let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|path| std::path::Path::new(path).is_file())
+            .expect("install Debian's nginx package (bash .ci/run does)");
+        let directory = std::env::temp_dir().join(format!(
+            "stations-nginx-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&directory).unwrap();
+        let balanced = free_port();
+        let direct: Vec<u16> = replicas.iter().map(|_| free_port()).collect();
+        let upstream = |name: &str, ports: &[u16]| {
+            let servers: String = ports
+                .iter()
+                .map(|port| format!("server 127.0.0.1:{port} max_fails=1 fail_timeout=2s; "))
+                .collect();
+            format!("upstream {name} {{ {servers} }}\n")
+        };
+        let server = |port: u16, upstream: &str| {
+            format!(
+                "server {{ listen 127.0.0.1:{port};
+                    location / {{
+                        proxy_pass http://{upstream};
+                        proxy_http_version 1.1;
+                        proxy_set_header Upgrade $http_upgrade;
+                        proxy_set_header Connection $connection_upgrade;
+                        proxy_set_header Host $host;
+                        proxy_read_timeout 1h;
+                        proxy_next_upstream error timeout http_503;
+                    }} }}\n"
+            )
+        };
+        let mut http = upstream("api", replicas) + &server(balanced, "api");
+        for (index, (replica, port)) in replicas.iter().zip(&direct).enumerate() {
+            http += &upstream(&format!("replica{index}"), &[*replica]);
+            http += &server(*port, &format!("replica{index}"));
+        }
+        let temp = directory.display();
+        // As root, nginx's workers would run as `nobody`, who cannot use this folder.
+        let user = if is_root() { "user root;\n" } else { "" };
+        let config = format!(
+            "{user}worker_processes 1;
+            daemon off;
+            pid {temp}/nginx.pid;
+            error_log {temp}/error.log warn;
+            events {{ worker_connections 4096; }}
+            http {{
+                access_log off;
+                client_body_temp_path {temp}/body;
+                proxy_temp_path {temp}/proxy;
+                fastcgi_temp_path {temp}/fastcgi;
+                uwsgi_temp_path {temp}/uwsgi;
+                scgi_temp_path {temp}/scgi;
+                map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+                {http}
+            }}"
+        );
+        let config_path = directory.join("nginx.conf");
+        std::fs::write(&config_path, config).unwrap();
+        let child = Command::new(nginx)
+            .arg("-e")
+            .arg(directory.join("error.log"))
+            .arg("-p")
+            .arg(&directory)
+            .arg("-c")
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        let nginx = Self {
+            child,
+            directory,
+            balanced,
+            direct,
+        };
+        let deadline = Instant::now() + SECOND * 10;
+        while std::net::TcpStream::connect(("127.0.0.1", balanced)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not start: {}",
+                std::fs::read_to_string(nginx.directory.join("error.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        nginx
+    }
+
+    fn address(port: u16) -> String {
+        format!("http://127.0.0.1:{port}")
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.directory);
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|output| output.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+async fn subscribe(address: &str) -> LiveClient {
+    let mut client = LiveClient::connect(address, TRANSPORT_WS, json!({}))
+        .await
+        .expect("connection_init accepted");
+    client.subscribe("s", SUBSCRIPTION, json!({})).await;
+    client.subscribe("ready", "{ __typename }", json!({})).await;
+    let answer = client.next_event("ready", SECOND * 5).await;
+    assert_eq!(answer["data"]["__typename"], "Query");
+    let _ = client.next_message(SECOND * 5).await;
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_through_one_replica_reaches_subscribers_of_another_through_nginx() {
+    let database = TestDatabase::migrated().await;
+    let (_a, a) = ServerProcess::start(&database.url, &[]);
+    let (_b, b) = ServerProcess::start(&database.url, &[]);
+    let port = |address: &str| address.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+    let nginx = Nginx::start(&[port(&a), port(&b)]);
+    let client = reqwest::Client::new();
+
+    // A subscriber on replica B, a mutation through replica A: both through nginx.
+    let mut on_b = subscribe(&Nginx::address(nginx.direct[1])).await;
+    let sent = Instant::now();
+    let body = post_graphql(
+        &client,
+        &Nginx::address(nginx.direct[0]),
+        &json!({ "query": CREATE, "variables": { "code": "ACROSS" } }),
+    )
+    .await;
+    assert!(body["data"]["createStation"]["id"].is_string(), "{body}");
+    let event = on_b.next_event("s", SECOND).await;
+    assert_eq!(event["data"]["stationChanged"]["station"]["code"], "ACROSS");
+    eprintln!(
+        "replica A to a subscriber of replica B through nginx: {:?}",
+        sent.elapsed()
+    );
+
+    // Through the balanced port, subscribers land on both replicas; every one hears a change.
+    let mut balanced = Vec::new();
+    for _ in 0..4 {
+        balanced.push(subscribe(&Nginx::address(nginx.balanced)).await);
+    }
+    post_graphql(
+        &client,
+        &Nginx::address(nginx.balanced),
+        &json!({ "query": CREATE, "variables": { "code": "EVERYONE" } }),
+    )
+    .await;
+    for subscriber in balanced.iter_mut().chain([&mut on_b]) {
+        let event = subscriber.next_event("s", SECOND).await;
+        assert_eq!(
+            event["data"]["stationChanged"]["station"]["code"],
+            "EVERYONE"
+        );
+    }
+    for replica in [&a, &b] {
+        let metrics = client
+            .get(format!("{replica}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let sockets: u32 = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("stations_live_sockets "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            sockets >= 2,
+            "round robin spread the sockets: {replica} has {sockets}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_restarting_under_subscribers_sends_resync_then_events_flow_again() {
+    const PASSWORD: &str = "live-Passw0rd";
+    let cluster = ScramCluster::start("stations", PASSWORD, "stations").await;
+    let url = cluster.url("stations", Some(PASSWORD), "stations");
+    let (mut server, address) =
+        ServerProcess::start(&url, &[("APP__DATABASE__MIGRATE_ON_START", "true")]);
+    let mut subscriber = subscribe(&address).await;
+
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.stop_immediately();
+        cluster.start_again();
+        cluster
+    })
+    .await
+    .unwrap();
+    let event = subscriber.next_event("s", SECOND * 15).await;
+    assert_eq!(
+        event["data"]["stationChanged"],
+        json!({ "kind": "RESYNC", "station": null }),
+        "changes may have been missed: the subscriber is told so"
+    );
+
+    // Without reconnecting, the same subscription hears the next change.
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + SECOND * 10;
+    loop {
+        let body = post_graphql(
+            &client,
+            &address,
+            &json!({ "query": CREATE, "variables": { "code": "AFTER" } }),
+        )
+        .await;
+        if body["data"]["createStation"]["id"].is_string() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no write succeeded after the restart: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let event = subscriber.next_event("s", SECOND * 5).await;
+    assert_eq!(event["data"]["stationChanged"]["station"]["code"], "AFTER");
+    let metrics = client
+        .get(format!("{address}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("stations_live_listener_reconnects_total 1"),
+        "{metrics}"
+    );
+    assert!(server.terminate().success());
+    assert!(
+        server
+            .log
+            .iter()
+            .any(|line| line.contains("listening for live changes again")),
+        "{}",
+        server.log.join("\n")
+    );
+    drop(cluster);
+}
