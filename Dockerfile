@@ -31,6 +31,18 @@ COPY --from=ide /ide/dist api/ide/dist
 # The same command CI builds with, so a broken lockfile or a missing file fails CI first.
 RUN cargo build --release --locked -p stations-api --bin stations-api
 
+# PgBouncer from the same Debian release, for `docker compose --profile replicas` (the version
+# the tests run: api/tests/api/pgbouncer.rs). Its configuration is mounted from config/pgbouncer.
+FROM debian:${DEBIAN_RELEASE}-slim AS pgbouncer
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends pgbouncer \
+    && rm -rf /var/lib/apt/lists/*
+USER 10002:10002
+EXPOSE 6432
+CMD ["pgbouncer", "/etc/pgbouncer/pgbouncer.ini"]
+
+# The default target: the API.
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
 # CA certificates for sslmode=verify-full against a managed PostgreSQL. The release is pinned
 # above; pinning package versions too would break the build at every Debian point release.

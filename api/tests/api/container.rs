@@ -416,3 +416,49 @@ async fn the_healthcheck_command_exits_0_when_ready_and_1_otherwise() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
 }
+
+#[test]
+fn the_replicas_profile_runs_the_api_image_through_pgbouncer_and_listens_past_it() {
+    let env = dot_env();
+    let compose = compose();
+    let services = &compose["services"];
+    let replica = &services["api-replica"];
+    assert_eq!(replica["image"], services["api"]["image"], "the same image");
+    assert_eq!(replica["deploy"]["replicas"], 3);
+    for name in ["api-replica", "pgbouncer", "nginx"] {
+        assert_eq!(
+            services[name]["profiles"],
+            serde_json::json!(["replicas"]),
+            "{name} runs only with --profile replicas"
+        );
+    }
+
+    let pooled = Url::parse(text(&replica["environment"]["DATABASE_URL"], "api-replica")).unwrap();
+    assert_eq!(pooled.host_str(), Some("pgbouncer"));
+    let listening = Url::parse(text(
+        &replica["environment"]["APP__DATABASE__LISTEN_URL"],
+        "api-replica",
+    ))
+    .unwrap();
+    assert_eq!(listening.host_str(), Some("db"), "LISTEN goes past the pooler");
+    for url in [&pooled, &listening] {
+        assert_eq!(url.username(), env["POSTGRES_USER"]);
+        assert_eq!(url.password(), Some(env["POSTGRES_PASSWORD"].as_str()));
+        assert_eq!(url.path(), format!("/{}", env["POSTGRES_DB"]));
+    }
+
+    let ini = repository_file("config/pgbouncer/pgbouncer.ini");
+    assert!(ini.contains("pool_mode = session"), "the mode the tests run");
+    assert!(ini.contains(&format!("listen_port = {}", pooled.port().unwrap())));
+    assert_eq!(services["pgbouncer"]["build"]["target"], "pgbouncer");
+
+    let (address, host_port, container_port) = published_port(&services["nginx"]);
+    assert_eq!(address, "127.0.0.1", "nginx is published on loopback only");
+    assert_eq!(host_port, env["REPLICAS_PORT"]);
+    let nginx = repository_file("config/nginx/replicas.conf");
+    assert!(nginx.contains(&format!("listen {container_port};")));
+    assert!(nginx.contains(&format!(
+        "server api-replica:{}",
+        replica["environment"]["APP__SERVER__PORT"].as_u64().unwrap()
+    )));
+}

@@ -19,8 +19,9 @@ const SECOND: Duration = Duration::from_secs(1);
 const SUBSCRIPTION: &str = "subscription { stationChanged { kind station { code } } }";
 const CREATE: &str = "mutation($code: String!) { createStation(input: { code: $code, name: \"Replicated\", lat: 1, lng: 2 }) { id } }";
 
-/// nginx in front of the replicas, as `deploy/nginx.conf` configures it for compose: one port
-/// that balances over all of them, and one per replica to reach a given one.
+/// nginx in front of the replicas with compose's proxy settings
+/// (`config/nginx/graphql-proxy.conf`): one port that balances over all of them, and one per
+/// replica to reach a given one.
 struct Nginx {
     child: Child,
     directory: PathBuf,
@@ -49,18 +50,16 @@ impl Nginx {
                 .collect();
             format!("upstream {name} {{ {servers} }}\n")
         };
+        // The proxy settings compose's nginx uses, from the repository.
+        let proxy = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../config/nginx/graphql-proxy.conf")
+            .canonicalize()
+            .expect("config/nginx/graphql-proxy.conf");
         let server = |port: u16, upstream: &str| {
             format!(
                 "server {{ listen 127.0.0.1:{port};
-                    location / {{
-                        proxy_pass http://{upstream};
-                        proxy_http_version 1.1;
-                        proxy_set_header Upgrade $http_upgrade;
-                        proxy_set_header Connection $connection_upgrade;
-                        proxy_set_header Host $host;
-                        proxy_read_timeout 1h;
-                        proxy_next_upstream error timeout http_503;
-                    }} }}\n"
+                    location / {{ proxy_pass http://{upstream}; include {}; }} }}\n",
+                proxy.display()
             )
         };
         let mut http = upstream("api", replicas) + &server(balanced, "api");
