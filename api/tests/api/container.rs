@@ -440,7 +440,11 @@ fn the_replicas_profile_runs_the_api_image_through_pgbouncer_and_listens_past_it
         "api-replica",
     ))
     .unwrap();
-    assert_eq!(listening.host_str(), Some("db"), "LISTEN goes past the pooler");
+    assert_eq!(
+        listening.host_str(),
+        Some("db"),
+        "LISTEN goes past the pooler"
+    );
     for url in [&pooled, &listening] {
         assert_eq!(url.username(), env["POSTGRES_USER"]);
         assert_eq!(url.password(), Some(env["POSTGRES_PASSWORD"].as_str()));
@@ -448,7 +452,10 @@ fn the_replicas_profile_runs_the_api_image_through_pgbouncer_and_listens_past_it
     }
 
     let ini = repository_file("config/pgbouncer/pgbouncer.ini");
-    assert!(ini.contains("pool_mode = session"), "the mode the tests run");
+    assert!(
+        ini.contains("pool_mode = session"),
+        "the mode the tests run"
+    );
     assert!(ini.contains(&format!("listen_port = {}", pooled.port().unwrap())));
     assert_eq!(services["pgbouncer"]["build"]["target"], "pgbouncer");
 
