@@ -172,12 +172,59 @@ pub struct GraphqlSettings {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
-    /// Hex SHA-256 hashes of the bearer tokens allowed to run mutations.
+    /// Hex SHA-256 hashes of static bearer tokens, each optionally followed by `:reader`,
+    /// `:writer` (the default) or `:admin`.
     pub token_sha256: Vec<String>,
     /// Queries need a token too.
     pub require_for_queries: bool,
     /// Mutations without a token (development only).
     pub allow_unauthenticated_writes: bool,
+    /// JWT access tokens from an identity provider.
+    pub jwt: JwtSettings,
+}
+
+/// JWT access tokens from an identity provider (see `auth::jwt`). Off by default.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtSettings {
+    pub enabled: bool,
+    /// The `iss` the provider puts in its tokens (required when enabled).
+    pub issuer: String,
+    /// The `aud` the provider puts in tokens for this API (required when enabled).
+    pub audience: String,
+    /// Where the provider publishes its signing keys (HTTPS; plain HTTP to loopback only).
+    pub jwks_url: String,
+    /// Or a file holding them, for air-gapped setups.
+    pub jwks_file: String,
+    /// A token with an unknown key id makes the keys be fetched again, at most this often.
+    pub jwks_min_refresh_secs: u64,
+    /// The signature algorithms accepted; HMAC ones never are.
+    pub algorithms: Vec<String>,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway_s: u64,
+    /// Where the roles are in the claims: a dotted path (`realm_access.roles`) or a claim's
+    /// whole name.
+    pub roles_claim: String,
+    /// `provider-role=reader|writer|admin` entries; empty: the claim's `reader`, `writer` and
+    /// `admin` are ours as they are.
+    pub role_map: Vec<String>,
+}
+
+impl Default for JwtSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            issuer: String::new(),
+            audience: String::new(),
+            jwks_url: String::new(),
+            jwks_file: String::new(),
+            jwks_min_refresh_secs: 30,
+            algorithms: vec!["RS256".into(), "ES256".into(), "EdDSA".into()],
+            leeway_s: 30,
+            roles_claim: "roles".into(),
+            role_map: Vec::new(),
+        }
+    }
 }
 
 /// GraphQL subscriptions over WebSocket at `/graphql`.
@@ -272,6 +319,8 @@ impl Settings {
                     // Lists come comma-separated: APP__AUTH__TOKEN_SHA256=<hash>,<hash>
                     .list_separator(",")
                     .with_list_parse_key("auth.token_sha256")
+                    .with_list_parse_key("auth.jwt.algorithms")
+                    .with_list_parse_key("auth.jwt.role_map")
                     .with_list_parse_key("server.cors_allowed_origins"),
             )
             .set_override_option("database.url", env::var("DATABASE_URL").ok())

@@ -20,7 +20,7 @@ use crate::database::{
 const MINIMUM_SERVER_VERSION: i32 = 130_000;
 
 /// The checks, in order, with the exit code a failure of each gives.
-const CHECKS: [(&str, u8); 8] = [
+const CHECKS: [(&str, u8); 9] = [
     ("configuration loads", 2),
     ("host resolves", 3),
     ("TCP connects", 3),
@@ -29,6 +29,7 @@ const CHECKS: [(&str, u8); 8] = [
     ("migrations match this binary", 6),
     ("schema matches the entities", 7),
     ("server version is supported", 8),
+    ("identity provider's keys load", 9),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -272,6 +273,33 @@ pub async fn run() -> Report {
             return report.fail(
                 "could not read the server version".to_owned(),
                 "check the server log".to_owned(),
+            );
+        }
+    }
+
+    if !settings.auth.jwt.enabled {
+        report.pass("auth.jwt is off".to_owned());
+        return report.done();
+    }
+    let verifier = match crate::auth::jwt::JwtVerifier::new(&settings.auth.jwt) {
+        Ok(verifier) => verifier,
+        Err(error) => {
+            return report.fail(
+                error.to_string(),
+                "correct that setting of auth.jwt".to_owned(),
+            );
+        }
+    };
+    match verifier.check().await {
+        Ok(keys) => report.pass(format!(
+            "{keys} signing key(s) usable with auth.jwt.algorithms"
+        )),
+        Err(problem) => {
+            return report.fail(
+                problem,
+                "check auth.jwt.jwks_url (or jwks_file) and auth.jwt.algorithms against what \
+                 the identity provider publishes"
+                    .to_owned(),
             );
         }
     }

@@ -30,6 +30,20 @@ pub enum ApiError {
     #[error("a valid bearer token is required (Authorization: Bearer <token>)")]
     Unauthenticated,
 
+    /// `FORBIDDEN`: the token is valid but its role does not allow this. HTTP 403.
+    #[error("this needs the {needed} role; the token grants {granted}")]
+    Forbidden {
+        needed: &'static str,
+        granted: &'static str,
+    },
+
+    /// `SERVICE_UNAVAILABLE` too: a JWT arrived before the identity provider's signing keys
+    /// could be loaded. HTTP 503.
+    #[error(
+        "signing keys not loaded yet: the identity provider's JWKS could not be fetched; retry shortly"
+    )]
+    KeysNotLoaded,
+
     /// `TIMEOUT`: the database took longer than the statement timeout and was stopped.
     #[error("the database took longer than the server allows and the query was cancelled")]
     Timeout(#[source] DbErr),
@@ -108,7 +122,7 @@ pub enum ApiError {
 }
 
 /// Every code an error may carry, for metric labels.
-const CODES: [&str; 23] = [
+const CODES: [&str; 24] = [
     "BAD_USER_INPUT",
     "NOT_FOUND",
     "CONFLICT",
@@ -132,6 +146,7 @@ const CODES: [&str; 23] = [
     "NOT_ACCEPTABLE",
     "BATCH_TOO_LARGE",
     "BATCH_NOT_ALLOWED",
+    "TOO_MANY_SUBSCRIPTIONS",
 ];
 
 /// The `'static` spelling of an error code, for metric labels; unknown codes are "other", so
@@ -159,8 +174,11 @@ impl ApiError {
             Self::NotFound { .. } => "NOT_FOUND",
             Self::Conflict { .. } => "CONFLICT",
             Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::Forbidden { .. } => "FORBIDDEN",
             Self::Timeout(_) | Self::RequestTimeout(_) => "TIMEOUT",
-            Self::ServiceUnavailable(_) | Self::DatabaseDown | Self::Busy => "SERVICE_UNAVAILABLE",
+            Self::ServiceUnavailable(_) | Self::DatabaseDown | Self::Busy | Self::KeysNotLoaded => {
+                "SERVICE_UNAVAILABLE"
+            }
             Self::ParseFailed(_) => "GRAPHQL_PARSE_FAILED",
             Self::QueryTooDeep(_) => "QUERY_TOO_DEEP",
             Self::QueryTooComplex(_) => "QUERY_TOO_COMPLEX",

@@ -19,7 +19,7 @@ use tower_http::{
 };
 use tracing::{Span, field::Empty};
 
-use crate::auth::{Authenticator, NoTokenConfigured};
+use crate::auth::{AuthSetupError, Authenticator};
 use crate::configuration::Settings;
 use crate::database::{self, ConnectError, health::DatabaseHealth, migrations};
 use crate::graphql::document_store::{DocumentStore, Manifest, ManifestError, StoreBounds};
@@ -41,7 +41,7 @@ pub enum StartupError {
     #[error(transparent)]
     Schema(#[from] migrations::SchemaNotCurrent),
     #[error(transparent)]
-    Auth(#[from] NoTokenConfigured),
+    Auth(#[from] AuthSetupError),
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     #[error("could not listen on {address}: {source}")]
@@ -111,6 +111,11 @@ impl Application {
             })
         };
         let authenticator = Arc::new(authenticator);
+        if let Some(jwt) = authenticator.jwt() {
+            // One quick try, so that the first tokens need not wait; the server starts anyway,
+            // and keeps trying in the background.
+            jwt.load_now(Duration::from_secs(3)).await;
+        }
         let live = Arc::new(LiveHub::new(settings.subscriptions.buffer_events));
         let (stopping, stopping_rx) = watch::channel(false);
         let schema = build_schema(SchemaParts {
@@ -135,9 +140,10 @@ impl Application {
             health,
             sockets: Arc::new(Sockets::new(
                 settings.subscriptions.clone(),
-                authenticator,
+                Arc::clone(&authenticator),
                 stopping_rx,
             )),
+            authenticator,
         };
 
         let address = format!("{}:{}", settings.server.host, settings.server.port);
@@ -199,6 +205,11 @@ impl Application {
                 .run(),
             )
         });
+        let keys = self
+            .state
+            .authenticator
+            .jwt()
+            .map(|jwt| tokio::spawn(Arc::clone(jwt).keep_fresh()));
         let stopping_tx = self.stopping;
         let stopping_rx = stopping_tx.subscribe();
         let mut metrics_stopping = stopping_rx.clone();
@@ -251,6 +262,9 @@ impl Application {
         watcher.abort();
         if let Some(live_listener) = live_listener {
             live_listener.abort();
+        }
+        if let Some(keys) = keys {
+            keys.abort();
         }
         if let Some(metrics_server) = metrics_server {
             metrics_server.abort();
@@ -324,6 +338,7 @@ pub fn router(state: AppState, settings: &Settings, metrics_on_main_port: bool) 
                         method = %request.method(),
                         path = %request.uri().path(),
                         operation = Empty,
+                        subject = Empty,
                         status = Empty,
                         latency_ms = Empty,
                     )

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
 
+use crate::auth::Authenticator;
 use crate::configuration::DatabaseSettings;
 use crate::database::health::DatabaseHealth;
 use crate::graphql::AppSchema;
@@ -27,4 +28,6 @@ pub struct AppState {
     pub health: Arc<DatabaseHealth>,
     /// The WebSocket connections of subscriptions.
     pub sockets: Arc<Sockets>,
+    /// Static tokens and the identity provider's keys, for readiness.
+    pub authenticator: Arc<Authenticator>,
 }

@@ -20,6 +20,15 @@ pub async fn live() -> Json<Value> {
 }
 
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    if let Some(jwt) = state.authenticator.jwt()
+        && !jwt.keys_loaded()
+    {
+        return unavailable(
+            "signing keys not loaded yet: the identity provider's JWKS could not be fetched"
+                .to_owned(),
+            "check auth.jwt.jwks_url and that the provider answers; the server keeps retrying",
+        );
+    }
     match tokio::time::timeout(READINESS_TIMEOUT, migrations::state(&state.db)).await {
         Ok(Ok(migrations)) if migrations.is_current() => {
             (StatusCode::OK, Json(json!({ "status": "ready" })))

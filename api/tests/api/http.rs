@@ -329,10 +329,17 @@ async fn get_answers_are_cached_only_as_configured_and_only_publicly_without_aut
         "no caching by default"
     );
 
-    let app = spawn_app_with(|settings| settings.graphql.get_max_age_secs = 30).await;
+    let (token, hash) = stations_api::auth::new_token().unwrap();
+    let app = spawn_app_with(|settings| {
+        settings.graphql.get_max_age_secs = 30;
+        settings.auth.token_sha256 = vec![hash];
+    })
+    .await;
     let (_, headers, _) = get_graphql(&app, query, &[]).await;
     assert_eq!(headers["cache-control"], "public, max-age=30");
-    let (_, headers, _) = get_graphql(&app, query, &[("authorization", "Bearer x")]).await;
+    let bearer = format!("Bearer {token}");
+    let (status, headers, _) = get_graphql(&app, query, &[("authorization", &bearer)]).await;
+    assert_eq!(status, 200);
     assert_eq!(headers["cache-control"], "private, max-age=30");
     let (_, headers, _) = get_graphql(&app, "query=%7B%20nope%20%7D", &[]).await;
     assert_eq!(

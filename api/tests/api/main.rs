@@ -11,6 +11,7 @@ mod helpers;
 mod http;
 mod ide;
 mod import;
+mod jwt;
 mod live;
 mod migrations;
 mod mutations;

@@ -2,6 +2,7 @@ use async_graphql::{Context, Object, Result};
 use chrono::Utc;
 use sea_orm::DatabaseConnection;
 
+use crate::auth::{Role, guard::RequireRole};
 use crate::error::ApiError;
 use crate::graphql::types::observation::{ObservationInput, RecordObservationsPayload};
 use crate::service::observation::{self as service, RecordError};
@@ -12,7 +13,7 @@ pub const MAX_OBSERVATIONS_PER_CALL: usize = 1000;
 #[derive(Default)]
 pub struct ObservationMutation;
 
-#[Object]
+#[Object(guard = "RequireRole(Role::Writer)")]
 impl ObservationMutation {
     /// Records observations, all of them or, if any is refused, none. Sending the same
     /// observation (station and instant) again stores nothing new: the payload counts it as a

@@ -1,6 +1,7 @@
 use async_graphql::{Context, ID, Object, Result};
 use sea_orm::DatabaseConnection;
 
+use crate::auth::{Role, guard::RequireRole};
 use crate::error::ApiError;
 use crate::graphql::types::station::{
     CreateStationInput, Station, UpdateStationInput, parse_station_id,
@@ -13,7 +14,7 @@ pub const MAX_BATCH_SIZE: usize = 1000;
 #[derive(Default)]
 pub struct StationMutation;
 
-#[Object]
+#[Object(guard = "RequireRole(Role::Writer)")]
 impl StationMutation {
     /// Creates a station. Fails with CONFLICT when its code is taken.
     async fn create_station(

@@ -1,7 +1,12 @@
-//! Who may run an operation: the bearer token of the request (`Authorization` header, or the
-//! `connection_init` payload of a WebSocket) against `auth.*`. Checked once the operation is
-//! known and before it costs anything; refused with `UNAUTHENTICATED`, which the transport
-//! answers 401 with `WWW-Authenticate: Bearer`.
+//! Who is calling: the bearer token of the request (`Authorization` header, or the
+//! `connection_init` payload of a WebSocket), a static token or an identity provider's JWT,
+//! authenticated once the operation is known and before it costs anything. The caller's
+//! `Access` goes into the operation's data for the role guards (`auth::guard`), and the token's
+//! subject into the request's log span (never the token, nor any other claim).
+//!
+//! Refused here, before execution: a token that is not valid, and a caller without a token
+//! where the settings open nothing to anonymous callers (`UNAUTHENTICATED`, HTTP 401); a JWT
+//! while the provider's keys are not loaded yet (`SERVICE_UNAVAILABLE`).
 
 use std::sync::Arc;
 
@@ -12,7 +17,7 @@ use async_graphql::{
 };
 
 use super::{Origin, Policy};
-use crate::auth::Authenticator;
+use crate::auth::{Access, AuthError, Authenticator, Role};
 use crate::error::ApiError;
 use crate::graphql::limits::{has_mutation, selected_operation};
 
@@ -52,18 +57,39 @@ impl Extension for AuthorizationExtension {
     ) -> ServerResult<Request> {
         let authorization =
             Origin::of(ctx, &request).and_then(|origin| origin.authorization.clone());
-        let operation_name = request.operation_name.clone();
-        let document = request.parsed_query()?;
-        // When the document does not say which operation runs, validation refuses it later;
-        // until then it counts as a write if any of its operations is one.
-        let write = selected_operation(document, operation_name.as_deref()).map_or_else(
-            || has_mutation(document),
-            |(_, kind, _)| kind == OperationType::Mutation,
-        );
-        let authorization = authorization.as_ref().map(|value| value.as_bytes());
-        if !self.authenticator.permits(authorization, write) {
-            return Err(ApiError::Unauthenticated.into_request_error());
+        let principal = self
+            .authenticator
+            .authenticate(authorization.as_ref().map(|value| value.as_bytes()))
+            .await
+            .map_err(|error| match error {
+                AuthError::KeysNotLoaded => ApiError::KeysNotLoaded.into_request_error(),
+                AuthError::Invalid(reason) => {
+                    tracing::debug!("refused a bearer token: {reason}");
+                    ApiError::Unauthenticated.into_request_error()
+                }
+            })?;
+        if let Some(subject) = &principal.subject {
+            tracing::Span::current().record("subject", subject.as_str());
         }
+        let access = Access {
+            principal,
+            open_role: self.authenticator.open_role(),
+        };
+        if !access.principal.authenticated {
+            // When the document does not say which operation runs, validation refuses it
+            // later; until then it counts as a write if any of its operations is one.
+            let operation_name = request.operation_name.clone();
+            let document = request.parsed_query()?;
+            let write = selected_operation(document, operation_name.as_deref()).map_or_else(
+                || has_mutation(document),
+                |(_, kind, _)| kind == OperationType::Mutation,
+            );
+            let needed = if write { Role::Writer } else { Role::Reader };
+            if access.role() < Some(needed) {
+                return Err(ApiError::Unauthenticated.into_request_error());
+            }
+        }
+        request.data.insert(access);
         next.run(ctx, request).await
     }
 }

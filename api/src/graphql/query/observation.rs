@@ -1,6 +1,7 @@
 use async_graphql::{Context, Object, Result};
 use sea_orm::DatabaseConnection;
 
+use crate::auth::{Role, guard::RequireRole};
 use crate::error::ApiError;
 use crate::graphql::limits::Limits;
 use crate::graphql::types::cursor;
@@ -13,7 +14,7 @@ use crate::service::observation::{self as service, TimeOrder};
 #[derive(Default)]
 pub struct ObservationQuery;
 
-#[Object]
+#[Object(guard = "RequireRole(Role::Reader)")]
 impl ObservationQuery {
     /// Observations of every station, a page at a time, newest first unless `order` says
     /// otherwise: pass `pageInfo.endCursor` as `after` for the next page.

@@ -1,6 +1,7 @@
 use async_graphql::{Context, ID, Object, Result};
 use sea_orm::DatabaseConnection;
 
+use crate::auth::{Role, guard::RequireRole};
 use crate::domain::{Latitude, Longitude, RadiusKm};
 use crate::error::ApiError;
 use crate::graphql::limits::Limits;
@@ -14,7 +15,7 @@ use crate::service::station::{self as service, StationOrdering};
 #[derive(Default)]
 pub struct StationQuery;
 
-#[Object]
+#[Object(guard = "RequireRole(Role::Reader)")]
 impl StationQuery {
     /// The station with this id, or null when there is none.
     async fn station(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Station>> {

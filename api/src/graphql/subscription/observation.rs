@@ -1,6 +1,7 @@
 use async_graphql::{Context, ID, Result, Subscription, futures_util::Stream};
 
 use super::live_stream;
+use crate::auth::{Role, guard::RequireRole};
 use crate::graphql::types::live::{ObservationEvent, ObservationEventKind};
 use crate::graphql::types::observation::Observation;
 use crate::graphql::types::station::parse_station_id;
@@ -9,7 +10,7 @@ use crate::live::LiveEvent;
 #[derive(Default)]
 pub struct ObservationSubscription;
 
-#[Subscription]
+#[Subscription(guard = "RequireRole(Role::Reader)")]
 impl ObservationSubscription {
     /// Every observation recorded once its transaction committed, of the stations given (all
     /// when left out); RESYNC when observations may have been missed.

@@ -1,6 +1,7 @@
 use async_graphql::{Context, Result, Subscription, futures_util::Stream};
 
 use super::live_stream;
+use crate::auth::{Role, guard::RequireRole};
 use crate::graphql::types::live::{StationChange, StationChangeFilter};
 use crate::graphql::types::station::Station;
 use crate::live::LiveEvent;
@@ -8,7 +9,7 @@ use crate::live::LiveEvent;
 #[derive(Default)]
 pub struct StationSubscription;
 
-#[Subscription]
+#[Subscription(guard = "RequireRole(Role::Reader)")]
 impl StationSubscription {
     /// Every committed change to the stations that match `filter`, on whichever replica it was
     /// made; RESYNC when changes may have been missed.

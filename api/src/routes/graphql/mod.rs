@@ -28,6 +28,11 @@ use wire::Operations;
 /// `POST /graphql`: one operation, or a batch of them, as JSON.
 pub async fn post(State(state): State<AppState>, request: Request) -> Response {
     let started = Instant::now();
+    if let Err(rejection) = wire::from_query_string(request.uri().query().unwrap_or_default())
+        && rejection.field.as_deref() == Some("access_token")
+    {
+        return refuse(&state, started, rejection);
+    }
     let headers = request.headers().clone();
     let media = match Accept::from_headers(&headers).graphql() {
         Ok(media) => media,

@@ -21,7 +21,11 @@ use super::accept::MediaType;
 /// The HTTP answer to one operation.
 pub fn single(response: async_graphql::Response, media: MediaType) -> Response {
     let request_error = is_request_error(&response);
-    let status = status(first_code(&response), request_error, media);
+    let status = if is_refusal(&response) {
+        refusal_status(&response)
+    } else {
+        status(first_code(&response), request_error, media)
+    };
     let body = if request_error {
         serde_json::to_vec(&RequestErrors::of(&response))
     } else {
@@ -30,8 +34,12 @@ pub fn single(response: async_graphql::Response, media: MediaType) -> Response {
     let mut answer = encoded(status, body, media);
     let headers = answer.headers_mut();
     match status {
+        // RFC 6750; the same for a missing token as for a wrong one.
         StatusCode::UNAUTHORIZED => {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
         }
         StatusCode::METHOD_NOT_ALLOWED => {
             headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
@@ -68,13 +76,39 @@ pub fn is_request_error(response: &async_graphql::Response) -> bool {
         && response.errors.iter().all(|error| error.path.is_empty())
 }
 
-/// The first error's `extensions.code`.
-pub fn first_code(response: &async_graphql::Response) -> Option<&str> {
-    let error = response.errors.first()?;
+/// Whether the operation ran but a guard refused it, with nothing else to show: no data, and
+/// every error a refusal of who is calling. Answered 401 or 403, as a request error would be.
+fn is_refusal(response: &async_graphql::Response) -> bool {
+    response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response
+            .errors
+            .iter()
+            .all(|error| matches!(code_of(error), Some("UNAUTHENTICATED" | "FORBIDDEN")))
+}
+
+fn refusal_status(response: &async_graphql::Response) -> StatusCode {
+    if response
+        .errors
+        .iter()
+        .any(|error| code_of(error) == Some("UNAUTHENTICATED"))
+    {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::FORBIDDEN
+    }
+}
+
+fn code_of(error: &async_graphql::ServerError) -> Option<&str> {
     match error.extensions.as_ref()?.get("code")? {
         async_graphql::Value::String(code) => Some(code),
         _ => None,
     }
+}
+
+/// The first error's `extensions.code`.
+pub fn first_code(response: &async_graphql::Response) -> Option<&str> {
+    code_of(response.errors.first()?)
 }
 
 fn status(code: Option<&str>, request_error: bool, media: MediaType) -> StatusCode {

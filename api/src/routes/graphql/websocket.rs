@@ -19,7 +19,7 @@
 use std::{
     str::FromStr,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use async_graphql::{
@@ -37,7 +37,7 @@ use axum::{
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
-use crate::auth::Authenticator;
+use crate::auth::{Access, AuthError, Authenticator, Role};
 use crate::configuration::SubscriptionSettings;
 use crate::graphql::pipeline::{Origin, Transport};
 use crate::live::connection::Connection;
@@ -181,13 +181,40 @@ async fn serve(
             let credentials = authorization.as_ref().map(HeaderValue::as_bytes);
             // The rules of queries apply (a token when auth.require_for_queries), and a wrong
             // token is refused whatever they say: its client should know at once.
-            if !authenticator.permits(credentials, false)
-                || credentials.is_some_and(|credentials| !authenticator.accepts(credentials))
-            {
-                return Err(async_graphql::Error::new(
+            let refused = || {
+                async_graphql::Error::new(
                     "a valid bearer token is required: send {\"authorization\": \"Bearer \
                      <token>\"} in connection_init",
-                ));
+                )
+            };
+            let principal = match authenticator.authenticate(credentials).await {
+                Ok(principal) => principal,
+                Err(AuthError::KeysNotLoaded) => {
+                    return Err(async_graphql::Error::new(
+                        "signing keys not loaded yet: retry shortly",
+                    ));
+                }
+                Err(AuthError::Invalid(_)) => return Err(refused()),
+            };
+            let access = Access {
+                open_role: authenticator.open_role(),
+                principal,
+            };
+            if access.role() < Some(Role::Reader) {
+                return Err(refused());
+            }
+            // A token that expires ends the connection with it.
+            if let Some(expires_at) = access.principal.expires_at {
+                let until = expires_at
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default();
+                let connection = Arc::downgrade(&connection);
+                tokio::spawn(async move {
+                    tokio::time::sleep(until).await;
+                    if let Some(connection) = connection.upgrade() {
+                        connection.close(FORBIDDEN, "the token expired", "expired");
+                    }
+                });
             }
             connection.acknowledge();
             let mut data = Data::default();

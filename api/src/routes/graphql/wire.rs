@@ -102,6 +102,14 @@ pub fn from_query_string(query_string: &str) -> Result<async_graphql::Request, R
     let mut extensions = None;
     for (name, value) in url::form_urlencoded::parse(query_string.as_bytes()) {
         let slot = match name.as_ref() {
+            // RFC 6750 allows it, but a URL ends up in logs and caches: never the token.
+            "access_token" => {
+                return Err(bad_request(
+                    Some("access_token".to_owned()),
+                    "a token in the URL is refused (URLs are logged and cached): send it as \
+                     Authorization: Bearer <token>",
+                ));
+            }
             "query" => &mut query,
             "operationName" => &mut operation_name,
             "variables" => &mut variables,
