@@ -22,7 +22,7 @@ use stations_api::{
 
 use crate::helpers::{
     ServerProcess, TestApp, TestDatabase, assert_no_errors, error_code, error_field, error_message,
-    spawn_app_with,
+    run, spawn_app_with, stations_api,
 };
 use crate::live::{LiveClient, TRANSPORT_WS};
 
@@ -792,5 +792,57 @@ async fn the_subject_is_logged_and_the_token_never_is() {
     assert!(
         !log.contains("alice@example.test"),
         "a claim other than sub is in the log"
+    );
+}
+
+/// `stations-api doctor` with `auth.jwt` pointing at `provider`: exit code and standard output.
+async fn doctor(
+    database: &TestDatabase,
+    provider: &IdentityProvider,
+    algorithms: &str,
+) -> (i32, String) {
+    let mut command = stations_api(&["doctor"]);
+    command
+        .env("DATABASE_URL", &database.url)
+        .env("APP__AUTH__JWT__ENABLED", "true")
+        .env("APP__AUTH__JWT__ISSUER", ISSUER)
+        .env("APP__AUTH__JWT__AUDIENCE", AUDIENCE)
+        .env("APP__AUTH__JWT__JWKS_URL", provider.jwks_url())
+        .env("APP__AUTH__JWT__ALGORITHMS", algorithms);
+    // The provider answers on this runtime: wait for the command off it.
+    let (output, stdout, _) = tokio::task::spawn_blocking(move || run(&mut command))
+        .await
+        .unwrap();
+    (output.status.code().unwrap_or(-1), stdout)
+}
+
+#[tokio::test]
+async fn doctor_checks_that_the_provider_publishes_keys_the_allowlist_accepts() {
+    let keys = &*KEYS;
+    let database = TestDatabase::migrated().await;
+    let mut provider = IdentityProvider::down(&[&keys.rsa, &keys.ec]);
+
+    let (code, stdout) = doctor(&database, &provider, "RS256,ES256").await;
+    assert_eq!(code, 9, "{stdout}");
+    assert!(
+        stdout.contains(&format!("cannot fetch {}", provider.jwks_url())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("check auth.jwt.jwks_url"), "{stdout}");
+
+    provider.start().await;
+    let (code, stdout) = doctor(&database, &provider, "RS256,ES256").await;
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        stdout.contains("2 signing key(s) usable with auth.jwt.algorithms"),
+        "{stdout}"
+    );
+
+    provider.publish(&[&keys.ec]);
+    let (code, stdout) = doctor(&database, &provider, "RS256").await;
+    assert_eq!(code, 9, "{stdout}");
+    assert!(
+        stdout.contains("no key usable with auth.jwt.algorithms (RS256)"),
+        "{stdout}"
     );
 }
