@@ -1,8 +1,9 @@
 //! Embeds the GraphiQL IDE, built from npm packages into `api/ide/dist` by
 //! `npm --prefix api/ide ci && npm --prefix api/ide run build`, into the binary, so that the
-//! server needs no asset directory at run time and no CDN ever.
+//! server needs no asset directory at run time and no CDN ever. The build is committed (CI
+//! checks that the lockfile builds exactly it), so compiling the API needs no Node.js.
 //!
-//! Without a build the binary still compiles: it embeds nothing and its IDE page says what to
+//! Without `dist/` the binary still compiles: it embeds nothing and its IDE page says what to
 //! run. The generated file lists every asset with its content type and its bytes.
 
 use std::{
