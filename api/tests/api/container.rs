@@ -1,9 +1,12 @@
 //! The container setup, proven without a Docker engine: docker-compose.yml, .env and config/
-//! agree; the Dockerfile has the shape the README promises; and the PostgreSQL configuration
-//! compose hands to the server accepts the compose credentials and nothing less.
+//! agree; the Dockerfile has the shape the README promises; compose watch and the Dev Container
+//! are wired to its dev and toolbox stages; the PostgreSQL configuration compose hands to the
+//! server accepts the compose credentials and nothing less; and the Dev Container's database
+//! step leaves the test suite's role ready.
 
 use std::{collections::BTreeMap, path::Path, process::Command};
 
+use sea_orm::ConnectionTrait;
 use secrecy::SecretString;
 use serde_json::Value;
 use stations_api::{database, startup::Application};
@@ -468,4 +471,366 @@ fn the_replicas_profile_runs_the_api_image_through_pgbouncer_and_listens_past_it
         "server api-replica:{}",
         replica["environment"]["APP__SERVER__PORT"].as_u64().unwrap()
     )));
+}
+
+/// The lines of the Dockerfile stage `name`, from its FROM to the next.
+fn dockerfile_stage(name: &str) -> Vec<String> {
+    let dockerfile = repository_file("Dockerfile");
+    let mut lines = dockerfile.lines().map(str::trim);
+    let heading = format!(" AS {name}");
+    lines
+        .by_ref()
+        .find(|line| line.starts_with("FROM ") && line.ends_with(&heading))
+        .unwrap_or_else(|| panic!("the Dockerfile has no stage {name}"));
+    lines
+        .take_while(|line| !line.starts_with("FROM "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A Dockerfile's logical lines: continuations (`\` at the end) joined.
+fn joined(stage: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in stage {
+        if let Some(head) = line.strip_suffix('\\') {
+            current.push_str(head);
+            current.push(' ');
+        } else {
+            current.push_str(line);
+            out.push(std::mem::take(&mut current));
+        }
+    }
+    out
+}
+
+/// The value of `ARG name=value` before the first stage.
+fn dockerfile_arg(name: &str) -> String {
+    repository_file("Dockerfile")
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("ARG {name}=")))
+        .unwrap_or_else(|| panic!("the Dockerfile has no ARG {name}=..."))
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn compose_watch_rebuilds_the_dev_image_on_every_input_of_the_build_and_syncs_config() {
+    let compose = compose();
+    let api_dev = &compose["services"]["api-dev"];
+    assert_eq!(
+        api_dev["profiles"],
+        serde_json::json!(["dev"]),
+        "not part of `docker compose up`"
+    );
+    assert_eq!(api_dev["build"]["target"], "dev");
+    assert_eq!(
+        published_port(api_dev),
+        published_port(&compose["services"]["api"]),
+        "where the README says the IDE is"
+    );
+
+    let rules = api_dev["develop"]["watch"]
+        .as_array()
+        .expect("develop.watch rules");
+    let rule_for = |path: &str| {
+        rules
+            .iter()
+            .find(|rule| rule["path"] == path)
+            .unwrap_or_else(|| panic!("no watch rule for {path}"))
+    };
+    // Everything the binary is built from: each workspace member, the manifests, the lockfile.
+    let manifest: toml::Table = repository_file("Cargo.toml").parse().unwrap();
+    let members = manifest["workspace"]["members"].as_array().unwrap();
+    let mut inputs = vec!["./Cargo.toml".to_owned(), "./Cargo.lock".to_owned()];
+    for member in members {
+        let member = member.as_str().unwrap();
+        if member == "api" {
+            // Not api/tests: a test changes no binary.
+            inputs.extend(
+                [
+                    "./api/src",
+                    "./api/build.rs",
+                    "./api/Cargo.toml",
+                    "./api/ide/dist",
+                ]
+                .map(String::from),
+            );
+        } else {
+            inputs.push(format!("./{member}"));
+        }
+    }
+    let ignored = repository_file(".dockerignore");
+    for input in &inputs {
+        assert_eq!(rule_for(input)["action"], "rebuild", "{input}");
+        let relative = input.trim_start_matches("./");
+        assert!(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(relative)
+                .exists(),
+            "{input} does not exist"
+        );
+        let left_out = ignored
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .any(|line| relative.starts_with(line.trim_end_matches('/')));
+        assert!(
+            !left_out,
+            "{input} is left out of the build context by .dockerignore: a change would rebuild nothing"
+        );
+    }
+    // config/ is read at start, not compiled: synced where the dev image reads it, then a
+    // restart.
+    let config = rule_for("./config");
+    assert_eq!(config["action"], "sync+restart");
+    let dev = joined(&dockerfile_stage("dev"));
+    assert!(
+        dev.iter().any(|line| line.contains(&format!(
+            "APP_CONFIG_DIR={}",
+            text(&config["target"], "target")
+        ))),
+        "the sync target is the dev image's APP_CONFIG_DIR"
+    );
+    assert!(dev.iter().any(|line| line.contains("APP_ENV=development")));
+    // Development settings apply pending migrations at start: the rebuild that ships a
+    // migration applies it.
+    let development: toml::Table = repository_file("config/development.toml").parse().unwrap();
+    assert_eq!(
+        development["database"]["migrate_on_start"].as_bool(),
+        Some(true)
+    );
+
+    // A debug build whose dependencies are cooked once, and kept between rebuilds.
+    let builder = joined(&dockerfile_stage("dev-builder"));
+    let cook = builder
+        .iter()
+        .find(|line| line.contains("cargo chef cook"))
+        .expect("a cook step");
+    let build = builder
+        .iter()
+        .find(|line| line.contains("cargo build"))
+        .expect("a build step");
+    for step in [cook, build] {
+        assert!(!step.contains("--release"), "a debug build: {step}");
+        assert!(
+            step.contains("--mount=type=cache,id=stations-api-dev-target,target=/app/target"),
+            "{step}"
+        );
+    }
+}
+
+#[test]
+fn the_dev_container_is_the_dev_service_on_the_databases_network_with_every_tool() {
+    let devcontainer: Value =
+        serde_json::from_str(&repository_file(".devcontainer/devcontainer.json")).expect("JSON");
+    assert_eq!(
+        devcontainer["dockerComposeFile"],
+        serde_json::json!(["../docker-compose.yml"])
+    );
+    let compose = compose();
+    let services = &compose["services"];
+    let service_name = text(&devcontainer["service"], "service");
+    let dev = &services[service_name];
+    assert_eq!(dev["profiles"], serde_json::json!(["dev"]));
+    for name in devcontainer["runServices"].as_array().unwrap() {
+        assert!(
+            services.get(text(name, "runServices")).is_some(),
+            "{name} is not a service"
+        );
+    }
+    assert_eq!(dev["build"]["target"], "toolbox");
+
+    // On the db service's network, the database is at 127.0.0.1:5432 as on a laptop: the
+    // URLs of .env, config/development.toml and config/test.toml hold inside as they are.
+    assert_eq!(dev["network_mode"], "service:db");
+    let (_, _, database_port) = published_port(&services["db"]);
+    let test: toml::Table = repository_file("config/test.toml").parse().unwrap();
+    let development: toml::Table = repository_file("config/development.toml").parse().unwrap();
+    for url in [
+        test["database"]["url"].as_str().unwrap().to_owned(),
+        development["database"]["url"].as_str().unwrap().to_owned(),
+        dot_env()["DATABASE_URL"].clone(),
+    ] {
+        let url = Url::parse(&url).unwrap();
+        assert!(
+            matches!(url.host_str(), Some("127.0.0.1" | "localhost")),
+            "{url}"
+        );
+        assert_eq!(
+            url.port().unwrap_or(5432).to_string(),
+            database_port,
+            "{url}"
+        );
+    }
+    for port in [8080, database_port.parse().unwrap()] {
+        assert!(
+            devcontainer["forwardPorts"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!(port)),
+            "port {port} is forwarded"
+        );
+    }
+
+    // The repository at the workspace folder; each cache volume on a folder the image gives to
+    // the remote user, so that a new volume belongs to them.
+    let workspace = text(&devcontainer["workspaceFolder"], "workspaceFolder");
+    let volumes: Vec<&str> = dev["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|volume| text(volume, "volume"))
+        .collect();
+    assert!(
+        volumes.contains(&format!(".:{workspace}").as_str()),
+        "{volumes:?}"
+    );
+    let toolbox = joined(&dockerfile_stage("toolbox"));
+    let user = text(&devcontainer["remoteUser"], "remoteUser");
+    let setup = toolbox
+        .iter()
+        .find(|line| line.contains("useradd") && line.contains(&format!(" {user} ")))
+        .unwrap_or_else(|| panic!("the toolbox creates the user {user}"));
+    for volume in volumes.iter().filter(|volume| !volume.starts_with('.')) {
+        let (name, target) = volume.split_once(':').unwrap();
+        assert!(
+            compose["volumes"].get(name).is_some(),
+            "volume {name} is declared"
+        );
+        assert!(
+            setup.contains(target),
+            "the toolbox creates {target} for {user}"
+        );
+    }
+    let post_create = text(&devcontainer["postCreateCommand"], "postCreateCommand");
+    let script = post_create.strip_prefix("bash ").expect("bash <script>");
+    assert!(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(script)
+            .is_file()
+    );
+
+    // The tools: sea-orm-cli of sea-orm's version, Node.js the IDE and the clients accept, and
+    // what the tests start.
+    let lock = repository_file("Cargo.lock");
+    let sea_orm = lock
+        .split("[[package]]")
+        .find(|package| package.contains("\nname = \"sea-orm\"\n"))
+        .and_then(|package| {
+            package
+                .lines()
+                .find_map(|line| line.strip_prefix("version = "))
+        })
+        .map(|version| version.trim_matches('"').to_owned())
+        .expect("sea-orm in Cargo.lock");
+    assert_eq!(dockerfile_arg("SEA_ORM_CLI_VERSION"), sea_orm);
+    assert!(toolbox.iter().any(|line| {
+        line.contains("cargo install sea-orm-cli --locked --version \"${SEA_ORM_CLI_VERSION}\"")
+    }));
+    let node_major: u32 = dockerfile_arg("NODE_MAJOR").parse().unwrap();
+    for package in ["api/ide/package.json", "api/tests/clients/package.json"] {
+        let manifest: Value = serde_json::from_str(&repository_file(package)).unwrap();
+        if let Some(range) = manifest["engines"]["node"].as_str() {
+            let wanted: u32 = range
+                .trim_start_matches(">=")
+                .split('.')
+                .next()
+                .and_then(|major| major.parse().ok())
+                .unwrap_or_else(|| panic!("{package}: engines.node {range}"));
+            assert!(node_major >= wanted, "{package} needs Node.js {range}");
+        }
+    }
+    let installed = toolbox
+        .iter()
+        .find(|line| line.contains("apt-get install"))
+        .unwrap();
+    for package in [
+        "postgresql",
+        "postgresql-client",
+        "nginx",
+        "pgbouncer",
+        "chromium",
+        "openssl",
+    ] {
+        assert!(
+            installed.split_whitespace().any(|word| word == package),
+            "the toolbox lacks {package}"
+        );
+    }
+    assert!(
+        toolbox
+            .iter()
+            .any(|line| line.contains("rustup component add rustfmt clippy rust-analyzer"))
+    );
+}
+
+/// The Dev Container's database step, against a cluster set up as the compose db service is
+/// (its superuser and password from .env): afterwards the test suite's role connects, may
+/// create databases, and migrates one as an ordinary owner. Twice, as a rebuilt container
+/// runs it again.
+#[tokio::test]
+async fn the_dev_container_provisions_the_test_role_in_the_compose_database() {
+    let env = dot_env();
+    let (superuser, password, name) = (
+        &env["POSTGRES_USER"],
+        &env["POSTGRES_PASSWORD"],
+        &env["POSTGRES_DB"],
+    );
+    let cluster = ScramCluster::start(superuser, password, name).await;
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../.devcontainer/provision-database.sh");
+    for _ in 0..2 {
+        let output = Command::new("bash")
+            .arg(&script)
+            .env("PGHOST", "127.0.0.1")
+            .env("PGPORT", cluster.port.to_string())
+            .env("POSTGRES_USER", superuser)
+            .env("POSTGRES_PASSWORD", password)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    let test: toml::Table = repository_file("config/test.toml").parse().unwrap();
+    let test_url = Url::parse(test["database"]["url"].as_str().unwrap()).unwrap();
+    let role = test_url.username();
+    let test_password = test_url.password().unwrap();
+    let database_name = test_url.path().trim_start_matches('/');
+    let mut settings = test_settings();
+    settings.database.url =
+        SecretString::from(cluster.url(role, Some(test_password), database_name));
+    settings.database.migrate_on_start = true;
+    let application = Application::build(&settings)
+        .await
+        .expect("the test role connects and migrates its database");
+    let port = application.port();
+    tokio::spawn(application.run_until_stopped());
+    let ready = reqwest::get(format!("http://127.0.0.1:{port}/health/ready"))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    let connection = database::connect(&settings.database).await.unwrap();
+    let row = connection
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT rolcreatedb, rolsuper FROM pg_roles WHERE rolname = current_user",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        row.try_get::<bool>("", "rolcreatedb").unwrap(),
+        "tests create databases"
+    );
+    assert!(
+        !row.try_get::<bool>("", "rolsuper").unwrap(),
+        "as an ordinary role"
+    );
 }
