@@ -11,7 +11,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match cli::run(Cli::parse()).await {
+    let outcome = cli::run(Cli::parse()).await;
+    // Log lines are written in batches: the last ones before the outcome.
+    stations_api::telemetry::flush();
+    match outcome {
         Ok(output) => {
             print!("{output}");
             ExitCode::SUCCESS

@@ -1,6 +1,16 @@
 //! The tracing subscriber, set up once per process.
 
-use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+use std::{
+    io::Write,
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::Duration,
+};
+
+use tracing_subscriber::{EnvFilter, fmt, fmt::MakeWriter, prelude::*};
 
 use crate::configuration::{LogFormat, LogSettings};
 
@@ -19,8 +29,11 @@ pub fn init(settings: &LogSettings) {
                 fmt::layer()
                     .json()
                     .flatten_event(true)
-                    .with_current_span(true)
-                    .with_writer(std::io::stderr),
+                    // Each line carries its spans, outermost (the request's) first, once: the
+                    // current span again beside them was a third of each access-log line.
+                    .with_current_span(false)
+                    .with_span_list(true)
+                    .with_writer(BatchedStderr(Arc::clone(batch()))),
             )
             .try_init(),
         LogFormat::Pretty => registry
@@ -29,4 +42,110 @@ pub fn init(settings: &LogSettings) {
     };
     // A subscriber is already installed (a second test in the same process): keep it.
     drop(result);
+}
+
+/// Writes the JSON log lines not written yet. `main` calls it before the process exits.
+pub fn flush() {
+    if let Some(batch) = BATCH.get() {
+        batch.flush();
+    }
+}
+
+/// How long a JSON log line may wait before it is written.
+const FLUSH_EVERY: Duration = Duration::from_millis(50);
+/// Past this many bytes waiting, the thread that logs writes them at once.
+const FLUSH_ABOVE_BYTES: usize = 64 * 1024;
+
+static BATCH: OnceLock<Arc<Batch>> = OnceLock::new();
+
+/// The batch of JSON lines every thread appends to; on first use, a thread of its own writes it
+/// out every `FLUSH_EVERY`, and a panic writes it before the panic message.
+fn batch() -> &'static Arc<Batch> {
+    BATCH.get_or_init(|| {
+        let batch = Arc::new(Batch::default());
+        let flusher = Arc::clone(&batch);
+        let spawned = thread::Builder::new()
+            .name("log-writer".to_owned())
+            .spawn(move || {
+                loop {
+                    thread::sleep(FLUSH_EVERY);
+                    flusher.flush();
+                }
+            });
+        if spawned.is_err() {
+            batch.write_through.store(true, Ordering::Relaxed);
+        }
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            flush();
+            previous(info);
+        }));
+        batch
+    })
+}
+
+/// Log lines waiting to be written. A request logs one line (the access log); writing each to
+/// standard error on its own was a system call per request. Lines stay whole and in order.
+#[derive(Default)]
+struct Batch {
+    pending: Mutex<Vec<u8>>,
+    /// Held while writing, so that two batches never interleave or overtake each other.
+    output: Mutex<()>,
+    /// No writer thread could be started: every line is written at once.
+    write_through: AtomicBool,
+}
+
+impl Batch {
+    fn append(&self, line: &[u8]) {
+        let Ok(mut pending) = self.pending.lock() else {
+            return;
+        };
+        pending.extend_from_slice(line);
+        if pending.len() >= FLUSH_ABOVE_BYTES || self.write_through.load(Ordering::Relaxed) {
+            let output = self.output.lock();
+            let full = std::mem::take(&mut *pending);
+            drop(pending);
+            write_out(&full);
+            drop(output);
+        }
+    }
+
+    fn flush(&self) {
+        let output = self.output.lock();
+        let full = match self.pending.lock() {
+            Ok(mut pending) if !pending.is_empty() => std::mem::take(&mut *pending),
+            _ => return,
+        };
+        write_out(&full);
+        drop(output);
+    }
+}
+
+fn write_out(lines: &[u8]) {
+    // Nowhere to report a failure to write the log.
+    let _ = std::io::stderr().lock().write_all(lines);
+}
+
+/// Standard error, through the batch.
+struct BatchedStderr(Arc<Batch>);
+
+struct BatchWriter<'a>(&'a Batch);
+
+impl Write for BatchWriter<'_> {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        self.0.append(line);
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for BatchedStderr {
+    type Writer = BatchWriter<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        BatchWriter(&self.0)
+    }
 }

@@ -22,11 +22,7 @@ use std::{
     sync::{Arc, Mutex, OnceLock},
 };
 
-use async_graphql::{
-    Context, Response,
-    dataloader::Loader,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute},
-};
+use async_graphql::{Context, dataloader::Loader};
 use entity::{observation, station};
 use sea_orm::{DatabaseConnection, EntityTrait, QueryFilter};
 use tokio::sync::Notify;
@@ -106,7 +102,7 @@ impl<K, V> Drop for Leader<K, V> {
 }
 
 impl OperationBatches {
-    fn new(loader: Arc<Batches>) -> Self {
+    pub fn new(loader: Arc<Batches>) -> Self {
         Self {
             loader,
             open: Mutex::default(),
@@ -179,40 +175,6 @@ impl OperationBatches {
             }
             notified.await;
         }
-    }
-}
-
-/// Gives every operation batches of its own, in its execution data: no operation waits for
-/// another's rows or sees them.
-pub struct PerOperationBatches {
-    loader: Arc<Batches>,
-}
-
-impl PerOperationBatches {
-    pub fn new(loader: Arc<Batches>) -> Self {
-        Self { loader }
-    }
-}
-
-impl ExtensionFactory for PerOperationBatches {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(PerOperationBatches {
-            loader: Arc::clone(&self.loader),
-        })
-    }
-}
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for PerOperationBatches {
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        let mut data = async_graphql::Data::default();
-        data.insert(OperationBatches::new(Arc::clone(&self.loader)));
-        next.run_with_data(ctx, operation_name, data).await
     }
 }
 

@@ -1,5 +1,5 @@
 //! The schema: query and mutation roots merged from one object per entity, the batch loaders
-//! of related rows, and the policies every operation passes, in order.
+//! of related rows, and the pipeline of policies every operation passes.
 
 use std::sync::Arc;
 
@@ -8,13 +8,12 @@ use sea_orm::DatabaseConnection;
 
 use super::document_store::DocumentStore;
 use super::limits::Limits;
-use super::loaders::{Batches, PerOperationBatches};
+use super::loaders::Batches;
 use super::mutation::observation::ObservationMutation;
 use super::mutation::station::StationMutation;
 use super::pipeline::{
-    Policies, authorization::Authorization, cost::Cost, database_gate::DatabaseGate,
-    deadline::Deadline, documents::Documents, error_codes::ErrorCodes,
-    operation_transport::OperationTransport, subscription_limit::SubscriptionLimit,
+    FieldHooks, Pipeline, authorization::Authorization, cost::Cost, database_gate::DatabaseGate,
+    deadline::Deadline, documents::Documents, subscription_limit::SubscriptionLimit,
     telemetry::Telemetry,
 };
 use super::query::observation::ObservationQuery;
@@ -65,22 +64,22 @@ pub struct SchemaParts {
 pub fn build_schema(parts: SchemaParts) -> AppSchema {
     let limits = parts.limits;
     let batches = Arc::new(Batches::new(parts.db.clone()));
-    let mut builder = Policies::new(builder())
-        .then(Telemetry::new(Arc::clone(&parts.metrics)))
-        .then(ErrorCodes)
-        .then(Documents::new(parts.documents))
-        .then(OperationTransport)
-        .then(Authorization::new(parts.authenticator))
-        .then(Cost::new(limits))
-        .then(SubscriptionLimit::new(
+    let pipeline = Pipeline {
+        telemetry: Telemetry::new(Arc::clone(&parts.metrics)),
+        documents: Documents::new(parts.documents),
+        authorization: Authorization::new(parts.authenticator),
+        cost: Cost::new(limits),
+        subscription_limit: SubscriptionLimit::new(
             parts.subscriptions_per_connection,
             Arc::clone(&parts.metrics),
-        ))
-        .then(DatabaseGate::new(parts.health))
-        .then(Deadline::new(limits.request_timeout))
-        .into_builder()
-        // Not a policy: every operation's own batch loaders, in its execution data.
-        .extension(PerOperationBatches::new(Arc::clone(&batches)))
+        ),
+        database_gate: DatabaseGate::new(parts.health),
+        deadline: Deadline::new(limits.request_timeout),
+        batches: Arc::clone(&batches),
+    };
+    let mut builder = builder()
+        .extension(pipeline.into_extension())
+        .data(FieldHooks(false))
         .data(batches)
         .data(parts.metrics)
         .data(parts.live)

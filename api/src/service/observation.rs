@@ -167,7 +167,7 @@ fn push_keyset(sql: &mut Sql, order: TimeOrder, after: Option<ObservationPositio
 }
 
 /// The latest observation of each station in `station_ids` that has any.
-#[tracing::instrument(skip(db, station_ids), fields(stations = station_ids.len()))]
+#[tracing::instrument(level = "debug", skip(db, station_ids), fields(stations = station_ids.len()))]
 pub async fn latest(
     db: &impl ConnectionTrait,
     station_ids: Vec<i32>,
@@ -188,7 +188,7 @@ pub async fn latest(
 }
 
 /// One page of observations for each station in `station_ids`, all in one statement.
-#[tracing::instrument(skip(db, station_ids), fields(stations = station_ids.len()))]
+#[tracing::instrument(level = "debug", skip(db, station_ids), fields(stations = station_ids.len()))]
 pub async fn pages(
     db: &impl ConnectionTrait,
     station_ids: Vec<i32>,
@@ -222,7 +222,7 @@ pub async fn pages(
 }
 
 /// The root list: observations matching `criteria`, a page at a time.
-#[tracing::instrument(skip(db))]
+#[tracing::instrument(level = "debug", skip(db))]
 pub async fn page(
     db: &impl ConnectionTrait,
     criteria: &ObservationCriteria,
@@ -265,7 +265,7 @@ pub async fn page(
 
 /// Whether any observation matching `criteria` stands at `position` or before it in `order`:
 /// `hasPreviousPage` of a page that starts after `position`.
-#[tracing::instrument(skip(db))]
+#[tracing::instrument(level = "debug", skip(db))]
 pub async fn any_up_to(
     db: &impl ConnectionTrait,
     station_ids: Option<&[i32]>,
@@ -293,7 +293,7 @@ pub async fn any_up_to(
 
 /// Counts and extremes of the observations of each station in `station_ids` within `range`;
 /// stations without any get zero counts.
-#[tracing::instrument(skip(db, station_ids), fields(stations = station_ids.len()))]
+#[tracing::instrument(level = "debug", skip(db, station_ids), fields(stations = station_ids.len()))]
 pub async fn summaries(
     db: &impl ConnectionTrait,
     station_ids: Vec<i32>,
@@ -334,7 +334,7 @@ pub async fn summaries(
 }
 
 /// How many observations a station has.
-#[tracing::instrument(skip(db))]
+#[tracing::instrument(level = "debug", skip(db))]
 pub async fn count_for_station(db: &impl ConnectionTrait, station_id: i32) -> Result<i64, DbErr> {
     let mut sql = Sql::new("");
     sql.push(
@@ -348,7 +348,7 @@ pub async fn count_for_station(db: &impl ConnectionTrait, station_id: i32) -> Re
 /// Stores every observation not stored yet, in one statement: all of them or, on any error,
 /// none. An observation whose station already has one at the same instant is counted as a
 /// duplicate and left as it is.
-#[tracing::instrument(skip(db, observations), fields(count = observations.len()))]
+#[tracing::instrument(level = "debug", skip(db, observations), fields(count = observations.len()))]
 pub async fn record(
     db: &impl ConnectionTrait,
     observations: &[NewObservation],

@@ -159,7 +159,7 @@ pub enum WriteError {
     Database(#[from] DbErr),
 }
 
-#[tracing::instrument(skip(db))]
+#[tracing::instrument(level = "debug", skip(db))]
 pub async fn find_by_id(
     db: &impl ConnectionTrait,
     id: i32,
@@ -168,7 +168,7 @@ pub async fn find_by_id(
 }
 
 /// Up to `first` rows matching `criteria` after `after`, in `ordering`.
-#[tracing::instrument(skip(db))]
+#[tracing::instrument(level = "debug", skip(db))]
 pub async fn page(
     db: &impl ConnectionTrait,
     criteria: &StationCriteria,
@@ -202,7 +202,7 @@ pub async fn page(
 }
 
 /// How many rows match `criteria`, on all pages together.
-#[tracing::instrument(skip(db))]
+#[tracing::instrument(level = "debug", skip(db))]
 pub async fn count(db: &impl ConnectionTrait, criteria: &StationCriteria) -> Result<u64, DbErr> {
     Station::find()
         .filter(criteria_condition(criteria))
@@ -211,7 +211,7 @@ pub async fn count(db: &impl ConnectionTrait, criteria: &StationCriteria) -> Res
 }
 
 /// Whether any row matching `criteria` stands at `position` or before it in `ordering`.
-#[tracing::instrument(skip(db))]
+#[tracing::instrument(level = "debug", skip(db))]
 pub async fn any_up_to(
     db: &impl ConnectionTrait,
     criteria: &StationCriteria,
@@ -236,7 +236,7 @@ pub async fn any_up_to(
 /// Searches a circle first, widening it until it holds `first` stations: when a circle of
 /// radius r holds them, every station outside is farther than r and so than all of them.
 /// Each step is one query answered by the point index; the first usually suffices.
-#[tracing::instrument(skip(db))]
+#[tracing::instrument(level = "debug", skip(db))]
 pub async fn nearest(
     db: &impl ConnectionTrait,
     lat: Latitude,
@@ -297,7 +297,7 @@ pub fn nearest_statement(
         .build(backend)
 }
 
-#[tracing::instrument(skip(db))]
+#[tracing::instrument(level = "debug", skip(db))]
 pub async fn create(
     db: &impl ConnectionTrait,
     station: NewStation,
@@ -310,7 +310,7 @@ pub async fn create(
 }
 
 /// Creates all of `stations` or none of them, and returns them in the order given.
-#[tracing::instrument(skip(db, stations), fields(count = stations.len()))]
+#[tracing::instrument(level = "debug", skip(db, stations), fields(count = stations.len()))]
 pub async fn create_many(
     db: &(impl ConnectionTrait + TransactionTrait),
     stations: Vec<NewStation>,
@@ -351,7 +351,7 @@ pub async fn create_many(
 }
 
 /// Applies `changes` to the station `id` and returns it as stored afterwards.
-#[tracing::instrument(skip(db))]
+#[tracing::instrument(level = "debug", skip(db))]
 pub async fn update(
     db: &impl ConnectionTrait,
     id: i32,
@@ -385,7 +385,7 @@ pub async fn update(
 
 /// Deletes the station `id`. A station with observations is deleted only with `cascade`, and
 /// then together with them, in one transaction.
-#[tracing::instrument(skip(db))]
+#[tracing::instrument(level = "debug", skip(db))]
 pub async fn delete(
     db: &(impl ConnectionTrait + TransactionTrait),
     id: i32,

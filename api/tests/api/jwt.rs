@@ -775,14 +775,14 @@ async fn the_subject_is_logged_and_the_token_never_is() {
     let completed = |subject: &str| {
         server.log.iter().find_map(|line| {
             let record: Value = serde_json::from_str(line).ok()?;
-            (record["message"] == "request completed" && record["span"]["subject"] == subject)
+            (record["message"] == "request completed" && record["spans"][0]["subject"] == subject)
                 .then_some(record)
         })
     };
     let alice = completed("subject-alice").unwrap_or_else(|| panic!("{}", server.log.join("\n")));
-    assert_eq!(alice["span"]["status"], 200);
+    assert_eq!(alice["spans"][0]["status"], 200);
     let bob = completed("subject-bob").expect("the reader's request, logged");
-    assert_eq!(bob["span"]["status"], 403);
+    assert_eq!(bob["spans"][0]["status"], 403);
     let log = server.log.join("\n");
     for token in [&editor, &viewer, &expired] {
         for part in token.split('.') {

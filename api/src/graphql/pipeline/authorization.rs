@@ -10,13 +10,9 @@
 
 use std::sync::Arc;
 
-use async_graphql::{
-    Request, ServerResult,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest},
-    parser::types::OperationType,
-};
+use async_graphql::{Request, ServerResult, parser::types::OperationType};
 
-use super::{Origin, Policy};
+use super::Origin;
 use crate::auth::{Access, AuthError, Authenticator, Role};
 use crate::error::ApiError;
 use crate::graphql::limits::{has_mutation, selected_operation};
@@ -29,37 +25,13 @@ impl Authorization {
     pub fn new(authenticator: Arc<Authenticator>) -> Self {
         Self { authenticator }
     }
-}
 
-impl Policy for Authorization {
-    const HOOKS_EVERY_FIELD: bool = false;
-}
-
-impl ExtensionFactory for Authorization {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(AuthorizationExtension {
-            authenticator: Arc::clone(&self.authenticator),
-        })
-    }
-}
-
-struct AuthorizationExtension {
-    authenticator: Arc<Authenticator>,
-}
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for AuthorizationExtension {
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        mut request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        let authorization =
-            Origin::of(ctx, &request).and_then(|origin| origin.authorization.clone());
+    /// Authenticates the caller of `request` and puts their `Access` into its data, or refuses.
+    pub async fn admit(&self, origin: Option<&Origin>, request: &mut Request) -> ServerResult<()> {
+        let authorization = origin.and_then(|origin| origin.authorization.as_ref());
         let principal = self
             .authenticator
-            .authenticate(authorization.as_ref().map(|value| value.as_bytes()))
+            .authenticate(authorization.map(|value| value.as_bytes()))
             .await
             .map_err(|error| match error {
                 AuthError::KeysNotLoaded => ApiError::KeysNotLoaded.into_request_error(),
@@ -90,6 +62,6 @@ impl Extension for AuthorizationExtension {
             }
         }
         request.data.insert(access);
-        next.run(ctx, request).await
+        Ok(())
     }
 }

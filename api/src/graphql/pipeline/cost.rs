@@ -3,16 +3,8 @@
 //! or a fragment bomb are refused before validation walks them); depth and complexity are what
 //! async-graphql's validation measures, compared here so that each refusal names its limit.
 
-use std::sync::Arc;
+use async_graphql::{Request, ServerError, ServerResult, ValidationResult};
 
-use async_graphql::{
-    Request, ServerError, ServerResult, ValidationResult,
-    extensions::{
-        Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest, NextValidation,
-    },
-};
-
-use super::Policy;
 use crate::error::ApiError;
 use crate::graphql::limits::{Limits, field_count, selected_operation};
 
@@ -24,28 +16,9 @@ impl Cost {
     pub fn new(limits: Limits) -> Self {
         Self { limits }
     }
-}
 
-impl Policy for Cost {
-    const HOOKS_EVERY_FIELD: bool = false;
-}
-
-impl ExtensionFactory for Cost {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(Cost {
-            limits: self.limits,
-        })
-    }
-}
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for Cost {
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        mut request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
+    /// Refuses a document that selects more than `graphql.max_fields` fields.
+    pub fn count_fields(&self, request: &mut Request) -> ServerResult<()> {
         let operation_name = request.operation_name.clone();
         let document = request.parsed_query()?;
         if let Some((_, _, selection)) = selected_operation(document, operation_name.as_deref()) {
@@ -59,15 +32,11 @@ impl Extension for Cost {
                 .into_request_error());
             }
         }
-        next.run(ctx, request).await
+        Ok(())
     }
 
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        let result = next.run(ctx).await?;
+    /// Refuses what validation measured deeper or costlier than the limits.
+    pub fn check(&self, result: ValidationResult) -> Result<ValidationResult, Vec<ServerError>> {
         if result.depth > self.limits.max_depth {
             return Err(vec![
                 ApiError::QueryTooDeep(format!(

@@ -6,12 +6,8 @@
 
 use std::sync::Arc;
 
-use async_graphql::{
-    Response,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute},
-};
+use async_graphql::Response;
 
-use super::Policy;
 use crate::database::health::DatabaseHealth;
 use crate::error::ApiError;
 
@@ -23,34 +19,16 @@ impl DatabaseGate {
     pub fn new(health: Arc<DatabaseHealth>) -> Self {
         Self { health }
     }
-}
 
-impl Policy for DatabaseGate {
-    const HOOKS_EVERY_FIELD: bool = false;
-}
-
-impl ExtensionFactory for DatabaseGate {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(DatabaseGate {
-            health: Arc::clone(&self.health),
-        })
-    }
-}
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for DatabaseGate {
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
+    /// Runs `execution` unless the database is known to be down, and abandons it if the
+    /// database goes down meanwhile.
+    pub async fn guard(&self, execution: impl Future<Output = Response>) -> Response {
         let refused = || Response::from_errors(vec![ApiError::DatabaseDown.into_request_error()]);
         if self.health.is_down() {
             return refused();
         }
         let response = tokio::select! {
-            response = next.run(ctx, operation_name) => response,
+            response = execution => response,
             () = self.health.went_down() => return refused(),
         };
         let database_trouble = response.errors.iter().any(|error| {

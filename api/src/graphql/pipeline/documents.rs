@@ -12,13 +12,8 @@
 
 use std::sync::Arc;
 
-use async_graphql::{
-    Request, ServerResult, Value,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest},
-    parser::parse_query,
-};
+use async_graphql::{Request, ServerResult, Value, parser::parse_query};
 
-use super::Policy;
 use crate::error::ApiError;
 use crate::graphql::document_store::{DocumentHash, DocumentStore};
 use crate::graphql::limits::{MAX_NESTING, nesting_depth};
@@ -31,32 +26,9 @@ impl Documents {
     pub fn new(store: Arc<DocumentStore>) -> Self {
         Self { store }
     }
-}
 
-impl Policy for Documents {
-    const HOOKS_EVERY_FIELD: bool = false;
-}
-
-impl ExtensionFactory for Documents {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(DocumentsExtension {
-            store: Arc::clone(&self.store),
-        })
-    }
-}
-
-struct DocumentsExtension {
-    store: Arc<DocumentStore>,
-}
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for DocumentsExtension {
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        mut request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
+    /// `request` with its document parsed (or taken from the store), or why it has none.
+    pub fn prepare(&self, mut request: Request) -> ServerResult<Request> {
         let persisted = persisted_hash(&request).map_err(ApiError::into_request_error)?;
         let hash = match persisted {
             Some(hash) if request.query.is_empty() => {
@@ -69,7 +41,7 @@ impl Extension for DocumentsExtension {
                 })?;
                 request.query.clone_from(&stored.text);
                 request.set_parsed_query(stored.document.clone());
-                return next.run(ctx, request).await;
+                return Ok(request);
             }
             Some(hash) => {
                 if DocumentHash::of(&request.query) != hash {
@@ -90,7 +62,7 @@ impl Extension for DocumentsExtension {
                 request.set_parsed_query(document);
             }
         }
-        next.run(ctx, request).await
+        Ok(request)
     }
 }
 

@@ -4,42 +4,19 @@
 //! path) or an argument that does not coerce while a field runs (`BAD_USER_INPUT`, with the
 //! field's path).
 
-use std::sync::Arc;
+use async_graphql::Response;
 
-use async_graphql::{
-    Response,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest},
-};
-
-use super::Policy;
-
-pub struct ErrorCodes;
-
-impl Policy for ErrorCodes {
-    const HOOKS_EVERY_FIELD: bool = false;
-}
-
-impl ExtensionFactory for ErrorCodes {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ErrorCodes)
-    }
-}
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for ErrorCodes {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let mut response = next.run(ctx).await;
-        for error in &mut response.errors {
-            let extensions = error.extensions.get_or_insert_with(Default::default);
-            if extensions.get("code").is_none() {
-                let code = if error.path.is_empty() {
-                    "GRAPHQL_VALIDATION_FAILED"
-                } else {
-                    "BAD_USER_INPUT"
-                };
-                extensions.set("code", code);
-            }
+/// Gives each error of `response` without a code the one it calls for.
+pub fn assign(response: &mut Response) {
+    for error in &mut response.errors {
+        let extensions = error.extensions.get_or_insert_with(Default::default);
+        if extensions.get("code").is_none() {
+            let code = if error.path.is_empty() {
+                "GRAPHQL_VALIDATION_FAILED"
+            } else {
+                "BAD_USER_INPUT"
+            };
+            extensions.set("code", code);
         }
-        response
     }
 }

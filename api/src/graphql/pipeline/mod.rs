@@ -1,18 +1,23 @@
 //! The policies every GraphQL operation passes, whatever carried it (GET, POST, a batch, a
-//! persisted query, a WebSocket): each one an async-graphql extension
-//! (<https://docs.rs/async-graphql/7/async_graphql/extensions/index.html>) in a file of its own,
-//! hooking the stage it needs. `schema::build_schema` lists them in order, outermost first:
+//! persisted query, a WebSocket), each in a file of its own, and the one async-graphql
+//! extension (<https://docs.rs/async-graphql/7/async_graphql/extensions/index.html>) that runs
+//! them, stage by stage, in this order:
 //!
-//! 1. [`telemetry`]: times the operation; metrics and the request span get its name and outcome.
-//! 2. [`error_codes`]: every error leaves with a stable `extensions.code`.
-//! 3. [`documents`]: persisted queries and the parsed-document store; nesting checked before
-//!    parsing.
-//! 4. [`operation_transport`]: a GET carries no mutation, plain HTTP no subscription.
-//! 5. [`authorization`]: who may run this kind of operation.
-//! 6. [`cost`]: fields, depth and complexity within the configured limits.
-//! 7. [`subscription_limit`]: subscriptions per WebSocket connection.
-//! 8. [`database_gate`]: no execution while the database is known to be down.
-//! 9. [`deadline`]: execution within `server.request_timeout_secs`.
+//! - the whole operation: [`telemetry`] times it (metrics, and the request span's operation
+//!   name), around [`error_codes`], which gives every error a stable `extensions.code`;
+//! - before parsing: [`documents`] (persisted queries and the parsed-document store, nesting
+//!   checked before parsing), [`operation_transport`] (a GET carries no mutation, plain HTTP no
+//!   subscription), [`authorization`] (who may run this kind of operation), then [`cost`]'s
+//!   field count;
+//! - after validation: [`cost`]'s depth and complexity;
+//! - execution: [`database_gate`] (none while the database is known to be down) around
+//!   [`deadline`] (within `server.request_timeout_secs`), with each operation's own batch
+//!   loaders (`loaders`);
+//! - a subscription: [`subscription_limit`], per WebSocket connection.
+//!
+//! One extension rather than one per policy: async-graphql runs every extension's hooks for
+//! every operation and every field, so each extension costs every request a little, whether it
+//! hooks a stage or not (measured: bench/run, README's Performance section).
 //!
 //! A refusal by any of them is a GraphQL request error (no `data`, no `path`), which the
 //! transport answers with the status its code calls for.
@@ -27,13 +32,26 @@ pub mod operation_transport;
 pub mod subscription_limit;
 pub mod telemetry;
 
-use std::any::TypeId;
+use std::{any::TypeId, sync::Arc, time::Instant};
 
 use async_graphql::{
-    ObjectType, SchemaBuilder, SubscriptionType,
-    extensions::{ExtensionContext, ExtensionFactory},
+    Request, Response, ServerError, ServerResult, ValidationResult,
+    extensions::{
+        Extension, ExtensionContext, ExtensionFactory, NextExecute, NextPrepareRequest,
+        NextRequest, NextSubscribe, NextValidation,
+    },
+    futures_util::stream::BoxStream,
 };
 use axum::http::HeaderValue;
+
+use crate::graphql::loaders::{Batches, OperationBatches};
+use authorization::Authorization;
+use cost::Cost;
+use database_gate::DatabaseGate;
+use deadline::Deadline;
+use documents::Documents;
+use subscription_limit::SubscriptionLimit;
+use telemetry::{OperationRecord, Telemetry};
 
 /// How a request arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,45 +84,115 @@ impl Origin {
     }
 }
 
-/// A policy of the pipeline.
-pub trait Policy: ExtensionFactory {
-    /// Whether the policy hooks `Extension::resolve`, which runs on every field. Fields that
-    /// are answered in one pass (`types::edges`) never reach such a hook, so they step aside
-    /// when any policy declares one.
-    const HOOKS_EVERY_FIELD: bool;
-}
-
-/// Whether any policy hooks every field; in the schema's data.
+/// Whether the pipeline hooks `Extension::resolve`, which would run on every field; in the
+/// schema's data. Fields that are answered in one pass (`types::edges`) never reach such a
+/// hook, so they step aside when it does. It does not: set this if a policy ever needs to.
 #[derive(Debug, Clone, Copy)]
 pub struct FieldHooks(pub bool);
 
-/// The schema builder as policies are added to it, in order.
-pub struct Policies<Q, M, S> {
-    builder: SchemaBuilder<Q, M, S>,
-    hooks_every_field: bool,
+/// Every policy, in the schema's one extension.
+pub struct Pipeline {
+    pub telemetry: Telemetry,
+    pub documents: Documents,
+    pub authorization: Authorization,
+    pub cost: Cost,
+    pub subscription_limit: SubscriptionLimit,
+    pub database_gate: DatabaseGate,
+    pub deadline: Deadline,
+    /// Not a policy: each operation gets batch loaders of its own.
+    pub batches: Arc<Batches>,
 }
 
-impl<Q, M, S> Policies<Q, M, S>
-where
-    Q: ObjectType + 'static,
-    M: ObjectType + 'static,
-    S: SubscriptionType + 'static,
-{
-    pub fn new(builder: SchemaBuilder<Q, M, S>) -> Self {
-        Self {
-            builder,
-            hooks_every_field: false,
-        }
+impl Pipeline {
+    /// The pipeline as the schema's extension.
+    pub fn into_extension(self) -> PipelineExtension {
+        PipelineExtension(Arc::new(self))
+    }
+}
+
+pub struct PipelineExtension(Arc<Pipeline>);
+
+impl ExtensionFactory for PipelineExtension {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(Operation {
+            pipeline: Arc::clone(&self.0),
+            record: OperationRecord::default(),
+        })
+    }
+}
+
+/// One operation passing the pipeline.
+struct Operation {
+    pipeline: Arc<Pipeline>,
+    record: OperationRecord,
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for Operation {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        let started = Instant::now();
+        let mut response = next.run(ctx).await;
+        error_codes::assign(&mut response);
+        self.pipeline
+            .telemetry
+            .finish(&self.record, &response, started.elapsed());
+        response
     }
 
-    /// Adds `policy` inside the ones added before it.
-    pub fn then<P: Policy>(mut self, policy: P) -> Self {
-        self.hooks_every_field |= P::HOOKS_EVERY_FIELD;
-        self.builder = self.builder.extension(policy);
-        self
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        self.record
+            .named_by_client(request.operation_name.as_deref());
+        let pipeline = &self.pipeline;
+        let mut request = pipeline.documents.prepare(request)?;
+        let origin = Origin::of(ctx, &request).cloned();
+        operation_transport::check(origin.as_ref(), &mut request)?;
+        pipeline
+            .authorization
+            .admit(origin.as_ref(), &mut request)
+            .await?;
+        pipeline.cost.count_fields(&mut request)?;
+        next.run(ctx, request).await
     }
 
-    pub fn into_builder(self) -> SchemaBuilder<Q, M, S> {
-        self.builder.data(FieldHooks(self.hooks_every_field))
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        let result = next.run(ctx).await?;
+        self.pipeline.cost.check(result)
+    }
+
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        self.record.executed_as(operation_name);
+        let pipeline = &self.pipeline;
+        let mut data = async_graphql::Data::default();
+        data.insert(OperationBatches::new(Arc::clone(&pipeline.batches)));
+        let execution = next.run_with_data(ctx, operation_name, data);
+        pipeline
+            .database_gate
+            .guard(pipeline.deadline.bound(execution))
+            .await
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        self.pipeline
+            .subscription_limit
+            .subscribe(ctx, stream, next)
     }
 }

@@ -6,11 +6,10 @@ use std::sync::Arc;
 
 use async_graphql::{
     Response, ServerError,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextSubscribe},
+    extensions::{ExtensionContext, NextSubscribe},
     futures_util::stream::{self, BoxStream, StreamExt},
 };
 
-use super::Policy;
 use crate::live::connection::Connection;
 use crate::metrics::Metrics;
 
@@ -25,19 +24,6 @@ impl SubscriptionLimit {
             per_connection,
             metrics,
         }
-    }
-}
-
-impl Policy for SubscriptionLimit {
-    const HOOKS_EVERY_FIELD: bool = false;
-}
-
-impl ExtensionFactory for SubscriptionLimit {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(SubscriptionLimit {
-            per_connection: self.per_connection,
-            metrics: Arc::clone(&self.metrics),
-        })
     }
 }
 
@@ -56,8 +42,10 @@ impl Drop for Running {
     }
 }
 
-impl Extension for SubscriptionLimit {
-    fn subscribe<'s>(
+impl SubscriptionLimit {
+    /// The subscription's stream, counted while it runs; or one refusal when its connection
+    /// runs the most it may already.
+    pub fn subscribe<'s>(
         &self,
         ctx: &ExtensionContext<'_>,
         stream: BoxStream<'s, Response>,

@@ -5,17 +5,11 @@
 
 use std::{
     sync::{Arc, Mutex},
-    time::Instant,
+    time::Duration,
 };
 
-use async_graphql::{
-    Request, Response, ServerResult, Value,
-    extensions::{
-        Extension, ExtensionContext, ExtensionFactory, NextExecute, NextPrepareRequest, NextRequest,
-    },
-};
+use async_graphql::{Response, Value};
 
-use super::Policy;
 use crate::error::known_code;
 use crate::metrics::Metrics;
 
@@ -23,84 +17,45 @@ pub struct Telemetry {
     metrics: Arc<Metrics>,
 }
 
-impl Telemetry {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self { metrics }
-    }
-}
-
-impl Policy for Telemetry {
-    const HOOKS_EVERY_FIELD: bool = false;
-}
-
-impl ExtensionFactory for Telemetry {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(TelemetryExtension {
-            metrics: Arc::clone(&self.metrics),
-            named_by_client: Mutex::new(None),
-            executed_as: Mutex::new(None),
-        })
-    }
-}
-
-/// One operation's record, filled in as it passes the stages.
-struct TelemetryExtension {
-    metrics: Arc<Metrics>,
+/// One operation's names, noted as it passes the stages.
+#[derive(Default)]
+pub struct OperationRecord {
     named_by_client: Mutex<Option<String>>,
     executed_as: Mutex<Option<String>>,
 }
 
-#[async_graphql::async_trait::async_trait]
-impl Extension for TelemetryExtension {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let started = Instant::now();
-        let response = next.run(ctx).await;
+impl OperationRecord {
+    pub fn named_by_client(&self, name: Option<&str>) {
+        if let (Some(name), Ok(mut noted)) = (name, self.named_by_client.lock()) {
+            *noted = Some(name.to_owned());
+        }
+    }
+
+    pub fn executed_as(&self, name: Option<&str>) {
+        if let (Some(name), Ok(mut noted)) = (name, self.executed_as.lock()) {
+            *noted = Some(name.to_owned());
+        }
+    }
+}
+
+impl Telemetry {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self { metrics }
+    }
+
+    /// Records an operation that ended with `response` after `elapsed`.
+    pub fn finish(&self, record: &OperationRecord, response: &Response, elapsed: Duration) {
         let outcome = response.errors.first().map_or("ok", |error| {
             match error.extensions.as_ref().and_then(|e| e.get("code")) {
                 Some(Value::String(code)) => known_code(code),
                 _ => "other",
             }
         });
-        let executed_as = self
-            .executed_as
-            .lock()
-            .ok()
-            .and_then(|mut name| name.take());
-        let named_by_client = self
-            .named_by_client
-            .lock()
-            .ok()
-            .and_then(|mut name| name.take());
-        let operation = executed_as
-            .or(named_by_client)
+        let take = |name: &Mutex<Option<String>>| name.lock().ok().and_then(|mut name| name.take());
+        let operation = take(&record.executed_as)
+            .or_else(|| take(&record.named_by_client))
             .unwrap_or_else(|| "anonymous".to_owned());
         tracing::Span::current().record("operation", operation.as_str());
-        self.metrics
-            .record_request(&operation, outcome, started.elapsed());
-        response
-    }
-
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        if let Ok(mut name) = self.named_by_client.lock() {
-            name.clone_from(&request.operation_name);
-        }
-        next.run(ctx, request).await
-    }
-
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        if let (Some(name), Ok(mut executed_as)) = (operation_name, self.executed_as.lock()) {
-            *executed_as = Some(name.to_owned());
-        }
-        next.run(ctx, operation_name).await
+        self.metrics.record_request(&operation, outcome, elapsed);
     }
 }

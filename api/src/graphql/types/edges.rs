@@ -7,8 +7,8 @@
 //! allowed; no fragments, directives or duplicate keys to merge), the answer is built directly.
 //! Any other selection goes through async-graphql's own list resolution, which gives the same
 //! answer; a test holds the two to that, with the schema's policies and directives present.
-//! A value built in one pass never reaches per-field extension hooks: when a policy declares
-//! one (`pipeline::Policy::HOOKS_EVERY_FIELD`), this steps aside. The schema does not change:
+//! A value built in one pass never reaches per-field extension hooks: when the pipeline has
+//! one (`pipeline::FieldHooks`), this steps aside. The schema does not change:
 //! `edges` is `[StationEdge!]!`.
 
 use std::{borrow::Cow, collections::HashSet};
