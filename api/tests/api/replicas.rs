@@ -30,11 +30,26 @@ struct Nginx {
 }
 
 impl Nginx {
+    /// nginx on free ports. A port found free can be taken by another test before nginx binds
+    /// it; nginx then exits, and is started again on other ports.
     fn start(replicas: &[u16]) -> Self {
         let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
             .into_iter()
             .find(|path| std::path::Path::new(path).is_file())
             .expect("install Debian's nginx package (bash .ci/run does)");
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match Self::try_start(nginx, replicas) {
+                Ok(started) => return started,
+                Err(log) if attempts < 3 && log.contains("Address already in use") => continue,
+                Err(log) => panic!("nginx did not start: {log}"),
+            }
+        }
+    }
+
+    /// Started and listening on every port, or what nginx logged when it exited.
+    fn try_start(nginx: &str, replicas: &[u16]) -> Result<Self, String> {
         let directory = std::env::temp_dir().join(format!(
             "stations-nginx-{}-{}",
             std::process::id(),
@@ -100,22 +115,34 @@ impl Nginx {
             .stderr(Stdio::null())
             .spawn()
             .expect("start nginx");
-        let nginx = Self {
+        let mut nginx = Self {
             child,
             directory,
             balanced,
             direct,
         };
+        let log = |nginx: &Self| {
+            std::fs::read_to_string(nginx.directory.join("error.log")).unwrap_or_default()
+        };
+        // nginx writes its pid file once every listening socket is bound; a port that accepts
+        // before that may belong to another test's server.
         let deadline = Instant::now() + SECOND * 10;
-        while std::net::TcpStream::connect(("127.0.0.1", balanced)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not start: {}",
-                std::fs::read_to_string(nginx.directory.join("error.log")).unwrap_or_default()
-            );
+        loop {
+            if !matches!(nginx.child.try_wait(), Ok(None)) {
+                return Err(log(&nginx));
+            }
+            let listening = nginx.directory.join("nginx.pid").is_file()
+                && std::iter::once(&nginx.balanced)
+                    .chain(&nginx.direct)
+                    .all(|port| std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok());
+            if listening {
+                return Ok(nginx);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("not listening after 10 s: {}", log(&nginx)));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
-        nginx
     }
 
     fn address(port: u16) -> String {
