@@ -591,3 +591,12 @@ pub async fn run_node_script(script: PathBuf, args: Vec<String>) -> String {
     assert!(output.status.success(), "{printed}");
     printed
 }
+
+/// The value of an unlabelled metric in a `/metrics` page; panics, showing the page, without it.
+pub fn metric_value(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+}

@@ -362,11 +362,7 @@ async fn metrics_count_requests_by_operation_and_outcome_and_report_the_pool() {
     ] {
         assert!(text.contains(line), "{line} missing from:\n{text}");
     }
-    let statements: u64 = text
-        .lines()
-        .find_map(|line| line.strip_prefix("stations_db_statements_total "))
-        .and_then(|count| count.parse().ok())
-        .unwrap();
+    let statements = crate::helpers::metric_value(&text, "stations_db_statements_total");
     assert!(statements >= 2, "{text}");
 
     let separate =

@@ -231,12 +231,7 @@ async fn a_change_through_one_replica_reaches_subscribers_of_another_through_ngi
             .text()
             .await
             .unwrap();
-        let sockets: u32 = metrics
-            .lines()
-            .find_map(|line| line.strip_prefix("stations_live_sockets "))
-            .unwrap()
-            .parse()
-            .unwrap();
+        let sockets = crate::helpers::metric_value(&metrics, "stations_live_sockets");
         assert!(
             sockets >= 2,
             "round robin spread the sockets: {replica} has {sockets}"
@@ -311,11 +306,8 @@ async fn postgresql_restarting_under_subscribers_sends_resync_then_events_flow_a
         .text()
         .await
         .unwrap();
-    let reconnects: u64 = metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("stations_live_listener_reconnects_total "))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| panic!("{metrics}"));
+    let reconnects =
+        crate::helpers::metric_value(&metrics, "stations_live_listener_reconnects_total");
     assert!(reconnects >= 1, "{metrics}");
     assert!(server.terminate().success());
     assert!(

@@ -4,14 +4,11 @@
 
 use serde_json::json;
 
-use crate::helpers::{TestApp, assert_no_errors, spawn_app};
+use crate::helpers::{TestApp, assert_no_errors, metric_value, spawn_app};
 
 async fn statements_sent(app: &TestApp) -> u64 {
     let text = app.get("/metrics").await.text().await.unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix("stations_db_statements_total "))
-        .and_then(|count| count.parse().ok())
-        .unwrap_or_else(|| panic!("no stations_db_statements_total in:\n{text}"))
+    metric_value(&text, "stations_db_statements_total")
 }
 
 /// How many statements the server sent to PostgreSQL while answering `query`.
