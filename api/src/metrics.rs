@@ -58,6 +58,7 @@ pub struct Metrics {
     live_events: Counter,
     live_dropped: Family<DropLabel, Counter>,
     live_listener_reconnects: Counter,
+    live_listening: Gauge<i64, AtomicI64>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -111,6 +112,11 @@ impl Default for Metrics {
             &mut registry,
             "stations_live_subscriptions",
             "Active GraphQL subscriptions",
+        );
+        let live_listening = gauge(
+            &mut registry,
+            "stations_live_listening",
+            "1 while the listening connection LISTENs: only then do committed changes reach subscribers",
         );
         let counter = |registry: &mut Registry, name: &str, help: &str| {
             let counter = Counter::<u64, AtomicU64>::default();
@@ -167,6 +173,7 @@ impl Default for Metrics {
             live_events,
             live_dropped,
             live_listener_reconnects,
+            live_listening,
         }
     }
 }
@@ -222,6 +229,11 @@ impl Metrics {
 
     pub fn record_listener_reconnect(&self) {
         self.live_listener_reconnects.inc();
+    }
+
+    /// The listening connection started (`true`) or stopped (`false`) listening.
+    pub fn record_listening(&self, listening: bool) {
+        self.live_listening.set(i64::from(listening));
     }
 
     /// The text exposition format, with the pool's figures read now.

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { chromium } from 'playwright-core';
+import { untilLive } from '../../tests/clients/common.mjs';
 
 const { values: options } = parseArgs({
   options: {
@@ -121,8 +122,7 @@ try {
     'subscription { stationChanged { kind station { code name } } }',
   );
   await page.locator('.graphiql-execute-button').click();
-  // The subscription is running once the socket carried it; give it a moment to register.
-  await page.waitForTimeout(1_500);
+  await untilLive(pageUrl.href, 1);
   const mutation = await fetch(pageUrl.href, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },

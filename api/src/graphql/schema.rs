@@ -69,10 +69,7 @@ pub fn build_schema(parts: SchemaParts) -> AppSchema {
         documents: Documents::new(parts.documents),
         authorization: Authorization::new(parts.authenticator),
         cost: Cost::new(limits),
-        subscription_limit: SubscriptionLimit::new(
-            parts.subscriptions_per_connection,
-            Arc::clone(&parts.metrics),
-        ),
+        subscription_limit: SubscriptionLimit::new(parts.subscriptions_per_connection),
         database_gate: DatabaseGate::new(parts.health),
         deadline: Deadline::new(limits.request_timeout),
         batches: Arc::clone(&batches),

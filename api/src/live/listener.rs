@@ -4,7 +4,9 @@
 //! The connection is its own, outside the request pool, whatever the number of subscribers.
 //! When it drops (PostgreSQL restarts, the network cuts it), the listener reconnects with a
 //! growing pause, LISTENs again, and publishes a RESYNC: notifications sent meanwhile are lost,
-//! and subscribers must hear that rather than miss changes silently. A connection that stops
+//! and subscribers must hear that rather than miss changes silently. The first LISTEN does the
+//! same for anyone already subscribed, since the server accepts subscriptions while it is still
+//! connecting; `stations_live_listening` says whether it listens now. A connection that stops
 //! delivering without failing (a cut that sends no reset) is found by a heartbeat: every few
 //! seconds the replica notifies itself over a second connection of its own, and a listener that
 //! has heard nothing for long is replaced.
@@ -66,9 +68,14 @@ impl Listener {
                     continue;
                 }
             };
+            self.metrics.record_listening(true);
+            // Whoever subscribed while nobody listened (before the first LISTEN too: a client
+            // can subscribe as soon as the server accepts connections) may have missed changes.
+            if self.hub.has_subscribers() {
+                self.hub.publish(LiveEvent::resync_all());
+            }
             if connected_before {
                 self.metrics.record_listener_reconnect();
-                self.hub.publish(LiveEvent::resync_all());
                 tracing::info!(
                     attempts = failed_attempts + 1,
                     "listening for live changes again; subscribers were told to re-read"
@@ -106,6 +113,7 @@ impl Listener {
                     }
                 }
             }
+            self.metrics.record_listening(false);
             heartbeat.abort();
             drop(listener);
             pool.close().await;

@@ -21,6 +21,9 @@ async fn the_ide_runs_a_query_and_shows_a_refusal_without_leaving_the_server() {
     );
 
     let app = spawn_app().await;
+    // The subscription the script runs must not start before the server listens (it would
+    // see a RESYNC first).
+    crate::live::wait_until_listening(&[&app.address]).await;
     let names = ["Amsterdam Centraal", "Bern", "Čierna nad Tisou"];
     for (index, name) in names.iter().enumerate() {
         app.create_station(&format!("E2E{index}"), name, 50.0, 10.0)

@@ -14,6 +14,8 @@ use tokio_tungstenite::{
 
 use async_graphql::futures_util::{SinkExt, StreamExt};
 
+use crate::helpers::metric_value;
+
 /// The two sub-protocols the server speaks.
 pub const TRANSPORT_WS: &str = "graphql-transport-ws";
 pub const LEGACY_WS: &str = "graphql-ws";
@@ -201,5 +203,61 @@ impl SlowReader {
             .await
             .unwrap();
         Self { _socket: socket }
+    }
+}
+
+/// Waits until every server in `http_addresses` listens for changes, as its own metrics say.
+/// Subscribe only then: a subscription made before a server's first LISTEN is told RESYNC
+/// when it comes, ahead of the change a test makes.
+pub async fn wait_until_listening(http_addresses: &[&str]) {
+    wait_for_live_metrics(http_addresses, 0).await;
+}
+
+/// Waits until the servers in `http_addresses` listen and, together, run at least
+/// `subscriptions` subscriptions that receive changes: from then on every committed change
+/// reaches those subscribers, where a pause would only make it likely.
+pub async fn wait_until_subscribed(http_addresses: &[&str], subscriptions: u64) {
+    wait_for_live_metrics(http_addresses, subscriptions).await;
+}
+
+async fn wait_for_live_metrics(http_addresses: &[&str], subscriptions: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut listening = true;
+        let mut running = 0;
+        for address in http_addresses {
+            let live = live_metrics(address).await;
+            listening &= live.listening;
+            running += live.subscriptions;
+        }
+        if listening && running >= subscriptions {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "after 15 s, listening: {listening}, subscriptions: {running} of {subscriptions}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What a server's metrics say of its live updates now.
+pub struct LiveMetrics {
+    /// Whether its listening connection LISTENs.
+    pub listening: bool,
+    /// Subscriptions that receive events.
+    pub subscriptions: u64,
+}
+
+pub async fn live_metrics(http_address: &str) -> LiveMetrics {
+    let page = reqwest::get(format!("{http_address}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("the metrics page");
+    LiveMetrics {
+        listening: metric_value(&page, "stations_live_listening") == 1,
+        subscriptions: metric_value(&page, "stations_live_subscriptions"),
     }
 }

@@ -135,6 +135,7 @@ async fn the_api_works_through_pgbouncer_in_session_mode_and_listens_around_it()
         ],
     );
     let client = reqwest::Client::new();
+    crate::live::wait_until_listening(&[&address]).await;
     let mut subscriber = LiveClient::connect(&address, TRANSPORT_WS, json!({}))
         .await
         .unwrap();
@@ -145,7 +146,7 @@ async fn the_api_works_through_pgbouncer_in_session_mode_and_listens_around_it()
             json!({}),
         )
         .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    crate::live::wait_until_subscribed(&[&address], 1).await;
 
     for index in 0..20 {
         let body = post_graphql(

@@ -1,7 +1,7 @@
 //! Several replicas, as production runs them: `stations-api serve` processes on one database,
 //! behind a real nginx (Debian's package, started by the test on loopback ports) that
 //! upgrades WebSockets; a change written through one replica reaches subscribers of the
-//! others. And PostgreSQL restarting under the subscribers.
+//! others. And PostgreSQL restarting under the subscribers, or not up yet when they subscribe.
 
 use std::{
     path::PathBuf,
@@ -12,7 +12,9 @@ use std::{
 use serde_json::json;
 
 use crate::helpers::{ServerProcess, TestDatabase, post_graphql};
-use crate::live::{LiveClient, TRANSPORT_WS};
+use crate::live::{
+    LiveClient, TRANSPORT_WS, live_metrics, wait_until_listening, wait_until_subscribed,
+};
 use crate::scram_cluster::{ScramCluster, free_port};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -166,16 +168,23 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// A subscriber to `stationChanged` as subscription "s"; it receives changes once
+/// [`wait_until_subscribed`] says its replica runs it.
 async fn subscribe(address: &str) -> LiveClient {
     let mut client = LiveClient::connect(address, TRANSPORT_WS, json!({}))
         .await
         .expect("connection_init accepted");
     client.subscribe("s", SUBSCRIPTION, json!({})).await;
-    client.subscribe("ready", "{ __typename }", json!({})).await;
-    let answer = client.next_event("ready", SECOND * 5).await;
-    assert_eq!(answer["data"]["__typename"], "Query");
-    let _ = client.next_message(SECOND * 5).await;
     client
+}
+
+/// The next event of subscription "s" is a RESYNC: re-read, changes may have been missed.
+async fn expect_resync(subscriber: &mut LiveClient) {
+    let event = subscriber.next_event("s", SECOND * 15).await;
+    assert_eq!(
+        event["data"]["stationChanged"],
+        json!({ "kind": "RESYNC", "station": null })
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,7 +197,9 @@ async fn a_change_through_one_replica_reaches_subscribers_of_another_through_ngi
     let client = reqwest::Client::new();
 
     // A subscriber on replica B, a mutation through replica A: both through nginx.
+    wait_until_listening(&[&a, &b]).await;
     let mut on_b = subscribe(&Nginx::address(nginx.direct[1])).await;
+    wait_until_subscribed(&[&a, &b], 1).await;
     let sent = Instant::now();
     let body = post_graphql(
         &client,
@@ -209,6 +220,7 @@ async fn a_change_through_one_replica_reaches_subscribers_of_another_through_ngi
     for _ in 0..4 {
         balanced.push(subscribe(&Nginx::address(nginx.balanced)).await);
     }
+    wait_until_subscribed(&[&a, &b], 5).await;
     post_graphql(
         &client,
         &Nginx::address(nginx.balanced),
@@ -246,7 +258,10 @@ async fn postgresql_restarting_under_subscribers_sends_resync_then_events_flow_a
     let url = cluster.url("stations", Some(PASSWORD), "stations");
     let (mut server, address) =
         ServerProcess::start(&url, &[("APP__DATABASE__MIGRATE_ON_START", "true")]);
+    // Listening before PostgreSQL goes away: the RESYNC below is the reconnect's.
+    wait_until_listening(&[&address]).await;
     let mut subscriber = subscribe(&address).await;
+    wait_until_subscribed(&[&address], 1).await;
 
     let cluster = tokio::task::spawn_blocking(move || {
         cluster.stop_immediately();
@@ -255,12 +270,8 @@ async fn postgresql_restarting_under_subscribers_sends_resync_then_events_flow_a
     })
     .await
     .unwrap();
-    let event = subscriber.next_event("s", SECOND * 15).await;
-    assert_eq!(
-        event["data"]["stationChanged"],
-        json!({ "kind": "RESYNC", "station": null }),
-        "changes may have been missed: the subscriber is told so"
-    );
+    // Changes may have been missed: the subscriber is told so.
+    expect_resync(&mut subscriber).await;
 
     // Without reconnecting, the same subscription hears the next change. While PostgreSQL
     // finishes starting, the listener may have to reconnect again (another RESYNC, after a
@@ -318,5 +329,46 @@ async fn postgresql_restarting_under_subscribers_sends_resync_then_events_flow_a
         "{}",
         server.log.join("\n")
     );
+    drop(cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_made_before_the_replica_listens_is_told_to_resync_when_it_does() {
+    const PASSWORD: &str = "early-Passw0rd";
+    let database = TestDatabase::migrated().await;
+    // The replica serves from `database` but listens on a PostgreSQL that is down at first.
+    let cluster = ScramCluster::start("stations", PASSWORD, "stations").await;
+    let listen_url = cluster.url("stations", Some(PASSWORD), "stations");
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.stop_immediately();
+        cluster
+    })
+    .await
+    .unwrap();
+    let (_server, address) = ServerProcess::start(
+        &database.url,
+        &[("APP__DATABASE__LISTEN_URL", listen_url.as_str())],
+    );
+    let mut subscriber = subscribe(&address).await;
+    let deadline = Instant::now() + SECOND * 15;
+    loop {
+        let live = live_metrics(&address).await;
+        assert!(!live.listening, "PostgreSQL is down: nothing to listen to");
+        if live.subscriptions == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the subscription never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.start_again();
+        cluster
+    })
+    .await
+    .unwrap();
+    // Changes made before the replica listened may have been missed.
+    expect_resync(&mut subscriber).await;
+    wait_until_listening(&[&address]).await;
     drop(cluster);
 }

@@ -6,24 +6,24 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, assert_no_errors, spawn_app, spawn_app_with};
-use crate::live::{LEGACY_WS, LiveClient, TRANSPORT_WS};
+use crate::live::{
+    LEGACY_WS, LiveClient, TRANSPORT_WS, wait_until_listening, wait_until_subscribed,
+};
 
 const SECOND: Duration = Duration::from_secs(1);
 const STATION_CHANGED: &str = "subscription($filter: StationChangeFilter) {
     stationChanged(filter: $filter) { kind id station { code lat lng } } }";
 
+/// The app's first subscriber, to `stationChanged` as subscription "s", once it receives changes.
 async fn subscriber(app: &TestApp, filter: Value) -> LiveClient {
+    wait_until_listening(&[&app.address]).await;
     let mut client = LiveClient::connect(&app.address, TRANSPORT_WS, json!({}))
         .await
         .expect("connection_init accepted");
     client
         .subscribe("s", STATION_CHANGED, json!({ "filter": filter }))
         .await;
-    // The subscription is registered once the server has read the message; a query on the
-    // same socket, answered after it, proves that.
-    client.subscribe("q", "{ __typename }", json!({})).await;
-    let answer = client.next_event("q", SECOND * 5).await;
-    assert_eq!(answer["data"]["__typename"], "Query");
+    wait_until_subscribed(&[&app.address], 1).await;
     client
 }
 
@@ -31,8 +31,6 @@ async fn subscriber(app: &TestApp, filter: Value) -> LiveClient {
 async fn a_committed_change_reaches_a_subscriber_and_a_rolled_back_one_never_does() {
     let app = spawn_app().await;
     let mut client = subscriber(&app, Value::Null).await;
-    // The complete message of the query above.
-    let _ = client.next_message(SECOND * 5).await;
 
     app.execute_sql(
         "BEGIN; INSERT INTO stations (code, name, lat, lng) VALUES ('GONE', 'Rolled back', 1, 1); ROLLBACK;",
@@ -80,7 +78,6 @@ async fn a_filter_delivers_its_stations_only_including_one_that_moves_out_of_the
         json!({ "bbox": { "minLat": 45, "maxLat": 48, "minLng": 5, "maxLng": 11 } }),
     )
     .await;
-    let _ = client.next_message(SECOND * 5).await;
     app.create_station("FAR", "Far away", -33.9, 151.2).await;
     let near = app.create_station("NEAR", "Near", 47.0, 8.0).await;
     let event = client.next_event("s", SECOND).await;
@@ -112,6 +109,7 @@ async fn recorded_observations_reach_subscribers_of_their_station() {
     let app = spawn_app().await;
     let watched = app.create_station("OBSW", "Watched", 47.0, 8.0).await;
     let other = app.create_station("OBSO", "Other", 47.0, 8.0).await;
+    wait_until_listening(&[&app.address]).await;
     let mut client = LiveClient::connect(&app.address, TRANSPORT_WS, json!({}))
         .await
         .unwrap();
@@ -123,7 +121,7 @@ async fn recorded_observations_reach_subscribers_of_their_station() {
             json!({ "ids": [watched["id"]] }),
         )
         .await;
-    tokio::time::sleep(SECOND / 5).await;
+    wait_until_subscribed(&[&app.address], 1).await;
     let body = app
         .graphql(
             "mutation($inputs: [ObservationInput!]!) { recordObservations(inputs: $inputs) { inserted } }",
@@ -148,13 +146,14 @@ async fn recorded_observations_reach_subscribers_of_their_station() {
 #[tokio::test]
 async fn the_legacy_graphql_ws_protocol_delivers_too() {
     let app = spawn_app().await;
+    wait_until_listening(&[&app.address]).await;
     let mut client = LiveClient::connect(&app.address, LEGACY_WS, json!({}))
         .await
         .unwrap();
     client
         .subscribe("1", STATION_CHANGED, json!({ "filter": null }))
         .await;
-    tokio::time::sleep(SECOND / 5).await;
+    wait_until_subscribed(&[&app.address], 1).await;
     app.create_station("OLD", "Legacy", 1.0, 1.0).await;
     let event = client.next_event("1", SECOND).await;
     assert_eq!(event["data"]["stationChanged"]["station"]["code"], "OLD");
@@ -196,6 +195,7 @@ async fn limits_on_subscriptions_and_sockets_name_their_settings() {
         settings.subscriptions.connection_init_timeout_secs = 1;
     })
     .await;
+    wait_until_listening(&[&app.address]).await;
     let mut client = LiveClient::connect(&app.address, TRANSPORT_WS, json!({}))
         .await
         .unwrap();
@@ -265,6 +265,7 @@ async fn subscriptions_are_not_served_over_plain_http() {
 #[tokio::test]
 async fn a_thousand_subscribers_on_one_replica_all_receive_a_change() {
     let app = spawn_app().await;
+    wait_until_listening(&[&app.address]).await;
     let mut clients = Vec::new();
     for _ in 0..10 {
         let mut client = LiveClient::connect(&app.address, TRANSPORT_WS, json!({}))
@@ -277,20 +278,12 @@ async fn a_thousand_subscribers_on_one_replica_all_receive_a_change() {
         }
         clients.push(client);
     }
-    // Every subscription is registered before the change.
+    // Every subscription receives changes before the change.
+    wait_until_subscribed(&[&app.address], 1000).await;
     let metrics = || {
         let app = &app;
         async move { app.get("/metrics").await.text().await.unwrap() }
     };
-    let deadline = tokio::time::Instant::now() + SECOND * 10;
-    while !metrics().await.contains("stations_live_subscriptions 1000") {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{}",
-            metrics().await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     app.create_station("MANY", "Watched by many", 1.0, 1.0)
         .await;
     let mut received = 0;
@@ -327,7 +320,6 @@ async fn a_slow_consumer_is_dropped_while_the_others_keep_receiving() {
     })
     .await;
     let mut fast = subscriber(&app, Value::Null).await;
-    let _ = fast.next_message(SECOND * 5).await;
     let slow = crate::live::SlowReader::subscribe(
         &app.address,
         "subscription { stationChanged { kind id station { id code name lat lng createdAt updatedAt } } }",
@@ -397,7 +389,7 @@ async fn stopping_the_server_closes_every_socket_with_1001() {
         .await
         .unwrap();
     client.subscribe("s", STATION_CHANGED, json!({})).await;
-    tokio::time::sleep(SECOND / 5).await;
+    wait_until_subscribed(&[&address], 1).await;
 
     stop.send(()).unwrap();
     let closed = client.closed(SECOND * 5).await;
@@ -417,6 +409,7 @@ async fn stopping_the_server_closes_every_socket_with_1001() {
 async fn a_bulk_import_is_announced_as_one_resync_not_row_by_row() {
     let app = spawn_app().await;
     app.create_station("BULK", "Imported into", 1.0, 1.0).await;
+    wait_until_listening(&[&app.address]).await;
     let mut client = LiveClient::connect(&app.address, TRANSPORT_WS, json!({}))
         .await
         .unwrap();
@@ -427,7 +420,7 @@ async fn a_bulk_import_is_announced_as_one_resync_not_row_by_row() {
             json!({}),
         )
         .await;
-    tokio::time::sleep(SECOND / 5).await;
+    wait_until_subscribed(&[&app.address], 1).await;
     let (output, _, stderr) = crate::helpers::run(
         crate::helpers::stations_api(&[
             "import",

@@ -24,3 +24,20 @@ export function recordingFetch(sent) {
     return response;
   };
 }
+
+/**
+ * Resolves once the server behind `graphqlUrl` listens for changes and runs at least
+ * `subscriptions` subscriptions that receive them, as its /metrics say: from then on a change
+ * reaches them, where a pause would only make it likely. Fails after 15 s.
+ */
+export async function untilLive(graphqlUrl, subscriptions) {
+  const metricsUrl = new URL('/metrics', graphqlUrl);
+  const value = (text, name) => Number(text.match(new RegExp(`^${name} (\\d+)$`, 'm'))?.[1] ?? 0);
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const text = await (await fetch(metricsUrl)).text();
+    if (value(text, 'stations_live_listening') === 1 && value(text, 'stations_live_subscriptions') >= subscriptions) return;
+    if (Date.now() > deadline) throw new Error(`not live after 15 s:\n${text}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

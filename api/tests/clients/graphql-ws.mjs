@@ -7,7 +7,7 @@
 import { parseArgs } from 'node:util';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
-import { check } from './common.mjs';
+import { check, untilLive } from './common.mjs';
 
 const { values: options } = parseArgs({
   options: { url: { type: 'string' }, token: { type: 'string' } },
@@ -24,9 +24,9 @@ const client = createClient({
   retryAttempts: 0,
 });
 
+// Subscribing before the server listens would bring a RESYNC first, when it starts to.
+await untilLive(options.url, 0);
 const events = [];
-let ready;
-const subscribed = new Promise((resolve) => (ready = resolve));
 const finished = new Promise((resolve, reject) => {
   client.subscribe(
     { query: 'subscription { stationChanged { kind station { code } } }' },
@@ -39,9 +39,8 @@ const finished = new Promise((resolve, reject) => {
       complete: resolve,
     },
   );
-  client.on('connected', () => setTimeout(ready, 300));
 });
-await subscribed;
+await untilLive(options.url, 1);
 
 const mutate = (query) =>
   fetch(options.url, {

@@ -1,6 +1,5 @@
 //! At most `subscriptions.max_per_connection` subscriptions run on one WebSocket connection;
-//! one more is answered with an error naming the setting, and the others keep running. Each
-//! subscription counts in `stations_live_subscriptions` while it runs.
+//! one more is answered with an error naming the setting, and the others keep running.
 
 use std::sync::Arc;
 
@@ -11,34 +10,25 @@ use async_graphql::{
 };
 
 use crate::live::connection::Connection;
-use crate::metrics::Metrics;
 
 pub struct SubscriptionLimit {
     per_connection: usize,
-    metrics: Arc<Metrics>,
 }
 
 impl SubscriptionLimit {
-    pub fn new(per_connection: usize, metrics: Arc<Metrics>) -> Self {
-        Self {
-            per_connection,
-            metrics,
-        }
+    pub fn new(per_connection: usize) -> Self {
+        Self { per_connection }
     }
 }
 
-/// Counts a running subscription out when it ends, however it ends.
+/// Counts a running subscription out of its connection when it ends, however it ends.
 struct Running {
-    connection: Option<Arc<Connection>>,
-    metrics: Arc<Metrics>,
+    connection: Arc<Connection>,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Some(connection) = &self.connection {
-            connection.end_subscription();
-        }
-        self.metrics.record_subscription(-1);
+        self.connection.end_subscription();
     }
 }
 
@@ -51,10 +41,12 @@ impl SubscriptionLimit {
         stream: BoxStream<'s, Response>,
         next: NextSubscribe<'_>,
     ) -> BoxStream<'s, Response> {
-        let connection = ctx.data_opt::<Arc<Connection>>().cloned();
-        if let Some(connection) = &connection
-            && !connection.start_subscription(self.per_connection)
-        {
+        // Only WebSocket connections carry one; a stream run without it has no connection to
+        // count against.
+        let Some(connection) = ctx.data_opt::<Arc<Connection>>().cloned() else {
+            return next.run(ctx, stream);
+        };
+        if !connection.start_subscription(self.per_connection) {
             let mut refusal = ServerError::new(
                 format!(
                     "this connection runs {} subscriptions already, the limit \
@@ -69,11 +61,7 @@ impl SubscriptionLimit {
                 .set("code", "TOO_MANY_SUBSCRIPTIONS");
             return stream::once(async move { Response::from_errors(vec![refusal]) }).boxed();
         }
-        self.metrics.record_subscription(1);
-        let running = Running {
-            connection,
-            metrics: Arc::clone(&self.metrics),
-        };
+        let running = Running { connection };
         next.run(ctx, stream)
             .map(move |response| {
                 let _keep = &running;

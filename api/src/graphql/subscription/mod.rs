@@ -17,7 +17,9 @@ use crate::metrics::Metrics;
 const TOO_SLOW: u16 = 1008;
 
 /// A stream of the items `select` makes of each live event. A subscriber that falls more than
-/// the hub's buffer behind gets its connection closed, and the stream ends.
+/// the hub's buffer behind gets its connection closed, and the stream ends. It counts in
+/// `stations_live_subscriptions` from the moment it receives events until it ends, so that the
+/// gauge never counts one that could still miss a change.
 pub fn live_stream<T, F>(
     ctx: &Context<'_>,
     select: F,
@@ -26,13 +28,15 @@ where
     T: Send + 'static,
     F: FnMut(&LiveEvent) -> Vec<T> + Send + 'static,
 {
+    let metrics = Arc::clone(ctx.data::<Arc<Metrics>>()?);
     let state = Subscriber {
         receiver: ctx.data::<Arc<LiveHub>>()?.subscribe(),
         pending: VecDeque::new(),
         select,
-        metrics: Arc::clone(ctx.data::<Arc<Metrics>>()?),
+        metrics,
         connection: ctx.data_opt::<Arc<Connection>>().cloned(),
     };
+    state.metrics.record_subscription(1);
     Ok(async_graphql::futures_util::stream::unfold(
         state,
         |mut subscriber| async move {
@@ -50,6 +54,12 @@ struct Subscriber<T, F> {
     select: F,
     metrics: Arc<Metrics>,
     connection: Option<Arc<Connection>>,
+}
+
+impl<T, F> Drop for Subscriber<T, F> {
+    fn drop(&mut self) {
+        self.metrics.record_subscription(-1);
+    }
 }
 
 impl<T, F: FnMut(&LiveEvent) -> Vec<T>> Subscriber<T, F> {
