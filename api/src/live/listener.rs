@@ -170,7 +170,7 @@ impl Listener {
             }
             _ => return None,
         };
-        let traces: Vec<StationTrace> = payload["rows"]
+        let mut traces: Vec<StationTrace> = payload["rows"]
             .as_array()?
             .iter()
             .filter_map(|row| {
@@ -205,6 +205,15 @@ impl Listener {
                 }
             }
         };
+        // A row gone by the time it is read back was deleted since: the DELETED event that
+        // follows (notifications arrive in commit order) tells subscribers, where a CREATED or
+        // UPDATED event without its station would tell them nothing they could use.
+        if kind != ChangeKind::Deleted {
+            traces.retain(|trace| rows.contains_key(&trace.id));
+            if traces.is_empty() {
+                return None;
+            }
+        }
         Some(LiveEvent::Stations { kind, traces, rows })
     }
 

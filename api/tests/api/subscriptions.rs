@@ -71,6 +71,25 @@ async fn a_committed_change_reaches_a_subscriber_and_a_rolled_back_one_never_doe
 }
 
 #[tokio::test]
+async fn a_station_deleted_before_it_could_be_read_back_is_announced_as_deleted_only() {
+    let app = spawn_app().await;
+    let mut client = subscriber(&app, Value::Null).await;
+    // Both notifications arrive after the commit, when the row is gone already.
+    app.execute_sql(
+        "BEGIN; INSERT INTO stations (code, name, lat, lng) VALUES ('BRIEF', 'Brief', 1, 1); \
+         DELETE FROM stations WHERE code = 'BRIEF'; COMMIT;",
+    )
+    .await;
+    let event = client.next_event("s", SECOND).await;
+    assert_eq!(
+        event["data"]["stationChanged"]["kind"], "DELETED",
+        "{event}"
+    );
+    assert_eq!(event["data"]["stationChanged"]["station"], Value::Null);
+    assert!(client.is_quiet_for(SECOND / 2).await);
+}
+
+#[tokio::test]
 async fn a_filter_delivers_its_stations_only_including_one_that_moves_out_of_the_box() {
     let app = spawn_app().await;
     let mut client = subscriber(
