@@ -102,24 +102,51 @@ impl ScramCluster {
         };
         fs::write(&hba, rules).expect("write pg_hba.conf");
 
-        let port = options.port.unwrap_or_else(free_port);
-        let cluster = Self {
-            server_options: format!(
+        let server_options = |port: u16| {
+            format!(
                 "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={} -c fsync=off{server_settings}",
                 directory.display()
-            ),
-            directory,
+            )
+        };
+        let port = options.port.unwrap_or_else(free_port);
+        let mut cluster = Self {
+            server_options: server_options(port),
+            directory: directory.clone(),
             bin,
             port,
             tls_only: options.tls_only,
         };
-        cluster.start_again();
-        cluster
+        // A port found free can be taken by another test before PostgreSQL binds it; the server
+        // then exits at once, and starts again on another port.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match cluster.try_start() {
+                Ok(()) => return cluster,
+                Err(log)
+                    if options.port.is_none()
+                        && attempts < 3
+                        && log.contains("Address already in use") =>
+                {
+                    cluster.port = free_port();
+                    cluster.server_options = server_options(cluster.port);
+                }
+                Err(log) => panic!("PostgreSQL did not start:\n{log}"),
+            }
+        }
     }
 
     /// Starts the server again after [`stop_immediately`](Self::stop_immediately), on the
     /// same port with the same data.
     pub fn start_again(&self) {
+        if let Err(log) = self.try_start() {
+            panic!("PostgreSQL did not start again:\n{log}");
+        }
+    }
+
+    /// `pg_ctl start`, waiting until the server accepts connections; what it and the server
+    /// logged when it did not start.
+    fn try_start(&self) -> Result<(), String> {
         let mut start = as_cluster_owner(&self.bin.join("pg_ctl"));
         start
             .arg("-D")
@@ -130,7 +157,16 @@ impl ScramCluster {
             .arg(&self.server_options)
             .arg("-w")
             .arg("start");
-        check(run(&mut start));
+        let output = run(&mut start);
+        if output.status.success() {
+            return Ok(());
+        }
+        let server_log = fs::read_to_string(self.directory.join("server.log")).unwrap_or_default();
+        Err(format!(
+            "{}{}{server_log}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ))
     }
 
     /// Stops the server the hard way, as a crash would: no checkpoint, sessions cut.
