@@ -129,6 +129,34 @@ impl TestDatabase {
             .await
             .expect("connect to the test database")
     }
+
+    /// Waits until a session on this database waits for a lock, as `pg_stat_activity` shows:
+    /// the server's statement has reached PostgreSQL and is blocked by a lock the test holds,
+    /// where a pause would only make that likely.
+    pub async fn wait_until_a_statement_waits_for_a_lock(&self) {
+        let mut connection = PgConnection::connect(&self.url)
+            .await
+            .expect("connect to the test database");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&mut connection)
+            .await
+            .expect("read pg_stat_activity");
+            if waiting > 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no statement waits for a lock after 10 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let _ = connection.close().await;
+    }
 }
 
 impl Drop for TestDatabase {

@@ -315,7 +315,7 @@ async fn sigterm_lets_a_request_in_flight_finish_and_refuses_new_connections() {
                 .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    database.wait_until_a_statement_waits_for_a_lock().await;
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &server.pid().to_string()])
         .status();

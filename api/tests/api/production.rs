@@ -263,7 +263,7 @@ async fn a_slow_statement_is_cancelled_and_a_full_pool_fails_fast() {
                 .unwrap()
         })
     };
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    app.database.wait_until_a_statement_waits_for_a_lock().await;
     // The only connection is taken by the waiting request.
     let busy = app
         .graphql("{ station(id: \"1\") { id } }", json!({}))
