@@ -111,7 +111,7 @@ impl Default for Metrics {
         let live_subscriptions = gauge(
             &mut registry,
             "stations_live_subscriptions",
-            "Active GraphQL subscriptions",
+            "GraphQL subscriptions receiving live events",
         );
         let live_listening = gauge(
             &mut registry,

@@ -71,9 +71,7 @@ impl Listener {
             self.metrics.record_listening(true);
             // Whoever subscribed while nobody listened (before the first LISTEN too: a client
             // can subscribe as soon as the server accepts connections) may have missed changes.
-            if self.hub.has_subscribers() {
-                self.hub.publish(LiveEvent::resync_all());
-            }
+            self.hub.publish(LiveEvent::resync_all());
             if connected_before {
                 self.metrics.record_listener_reconnect();
                 tracing::info!(

@@ -28,12 +28,11 @@ where
     T: Send + 'static,
     F: FnMut(&LiveEvent) -> Vec<T> + Send + 'static,
 {
-    let metrics = Arc::clone(ctx.data::<Arc<Metrics>>()?);
     let state = Subscriber {
         receiver: ctx.data::<Arc<LiveHub>>()?.subscribe(),
         pending: VecDeque::new(),
         select,
-        metrics,
+        metrics: Arc::clone(ctx.data::<Arc<Metrics>>()?),
         connection: ctx.data_opt::<Arc<Connection>>().cloned(),
     };
     state.metrics.record_subscription(1);
