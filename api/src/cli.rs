@@ -71,6 +71,10 @@ pub enum Command {
         /// Default: from FILE's extension, else CSV.
         #[arg(long, value_enum)]
         format: Option<import::Format>,
+        /// CSV for spreadsheets: a text cell starting with =, +, -, @, a tab or a carriage
+        /// return gets a leading ' so that it is not run as a formula. Not for `import`.
+        #[arg(long)]
+        spreadsheet_safe: bool,
         file: Option<PathBuf>,
     },
     /// Bearer tokens for mutations.
@@ -228,7 +232,11 @@ pub async fn run(cli: Cli) -> Result<String, Failure> {
             )
             .await
         }
-        Command::Export { format, file } => export_stations(format, file).await,
+        Command::Export {
+            format,
+            spreadsheet_safe,
+            file,
+        } => export_stations(format, spreadsheet_safe, file).await,
         Command::Token {
             action: TokenAction::New,
         } => {
@@ -398,12 +406,18 @@ async fn import_observations(
 
 async fn export_stations(
     format: Option<import::Format>,
+    spreadsheet_safe: bool,
     file: Option<PathBuf>,
 ) -> Result<String, Failure> {
     let settings = load_settings()?;
     let format = format
         .or_else(|| file.as_deref().and_then(import::Format::from_path))
         .unwrap_or(import::Format::Csv);
+    if spreadsheet_safe && format != import::Format::Csv {
+        return Err(Failure::usage(
+            "--spreadsheet-safe is for CSV: GeoJSON is not opened as a spreadsheet",
+        ));
+    }
     let db = database::connect_with_retry(&settings.database)
         .await
         .map_err(Failure::runtime)?;
@@ -415,7 +429,7 @@ async fn export_stations(
         )),
         _ => Box::new(std::io::BufWriter::new(std::io::stdout())),
     };
-    let count = export::run(&db, format, &mut out)
+    let count = export::run(&db, format, spreadsheet_safe, &mut out)
         .await
         .map_err(Failure::runtime)?;
     tracing::info!(stations = count, "exported");

@@ -16,6 +16,9 @@ use url::Url;
 const ENV_PREFIX: &str = "APP";
 /// Separates the prefix, sections and keys in those variables: `APP__DATABASE__URL`.
 const ENV_SEPARATOR: &str = "__";
+/// The least `auth.jwt.jwks_min_refresh_secs`: below it, tokens naming made-up key ids would
+/// make the server fetch the identity provider's keys for nearly every request.
+const MIN_JWKS_REFRESH_SECS: u64 = 5;
 
 /// Which `config/<environment>.toml` is layered over `config/default.toml`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -97,8 +100,21 @@ pub struct ServerSettings {
     pub shutdown_timeout_secs: u64,
     /// A request still running after this long is answered with TIMEOUT.
     pub request_timeout_secs: u64,
-    /// Larger request bodies are refused before they are read.
+    /// Larger request bodies are refused before they are read; the same bound applies to
+    /// each WebSocket message.
     pub max_body_bytes: usize,
+    /// Client connections served at once (HTTP and WebSocket alike); more wait in the
+    /// kernel's accept queue until one closes.
+    pub max_connections: usize,
+    /// A client must send a request's whole head (request line and headers) within this
+    /// long; an idle keep-alive connection is closed after it too.
+    pub header_read_timeout_secs: u64,
+    /// A client must send a request's whole body within this long.
+    pub body_read_timeout_secs: u64,
+    /// `Host` values answered, beyond the names of loopback, when the server listens on a
+    /// loopback address (DNS rebinding: a page on any site can otherwise reach a server on
+    /// the developer's own machine through a name that resolves to 127.0.0.1).
+    pub allowed_hosts: Vec<String>,
     /// Origins (`https://app.example.com`) whose pages may call the API from a browser.
     pub cors_allowed_origins: Vec<String>,
     /// The kernel's send buffer of each client connection. Fixed rather than grown on demand
@@ -151,8 +167,13 @@ pub struct GraphqlSettings {
     /// The highest complexity an operation may have: every field costs 1, a list field its
     /// page size times what it selects.
     pub max_complexity: usize,
-    /// The most fields one document may select, fragments expanded.
+    /// The most fields one document may select, fragments expanded, over all its operations
+    /// (validation walks every one of them, not only the one that runs).
     pub max_fields: usize,
+    /// The most fragment definitions one document may hold.
+    pub max_fragments: usize,
+    /// The most fragment spreads (`...Name`) one document may write.
+    pub max_fragment_spreads: usize,
     /// The most operations one batched request (a JSON array) may hold; 0 refuses batches.
     pub max_batch_size: usize,
     /// Parsed documents kept by the hash of their text, which is also the store of automatic
@@ -235,8 +256,12 @@ pub struct SubscriptionSettings {
     pub enabled: bool,
     /// Open WebSocket connections this replica accepts; more are refused with 503.
     pub max_connections: usize,
-    /// Subscriptions one connection may run at once.
+    /// Operations one connection may run at once: its subscriptions, and the queries and
+    /// mutations it sent that have not been answered yet.
     pub max_per_connection: usize,
+    /// The highest complexity a subscription may have. Its selection is resolved again for
+    /// every event and every subscriber, so it is held lower than `graphql.max_complexity`.
+    pub max_complexity: usize,
     /// Events a subscriber may fall behind before its connection is closed (1008).
     pub buffer_events: usize,
     /// A WebSocket ping this often, so that proxies keep idle connections and dead peers show.
@@ -282,12 +307,26 @@ pub struct ConfigurationError(String);
 impl Settings {
     /// Loads the settings of the environment named by `APP_ENV` from the folder named by
     /// `APP_CONFIG_DIR` (default `./config`).
+    ///
+    /// Without `APP_ENV` the server runs as development (open writes, the IDE, introspection),
+    /// which is safe only where nobody else can reach it: on any `server.host` but a loopback
+    /// address, a missing `APP_ENV` is refused.
     pub fn load() -> Result<Self, ConfigurationError> {
         let environment = Environment::from_env()?;
         let directory = env::var_os("APP_CONFIG_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("config"));
-        Self::load_from(&directory, environment)
+        let settings = Self::load_from(&directory, environment)?;
+        if env::var_os("APP_ENV").is_none() && !is_loopback_host(&settings.server.host) {
+            return Err(ConfigurationError(format!(
+                "APP_ENV is not set, so this would run as development (writes without a token, \
+                 the IDE, introspection) on server.host = {:?}, which other machines can reach: \
+                 set APP_ENV=production (or APP_ENV=development to mean it), or listen on \
+                 127.0.0.1",
+                settings.server.host
+            )));
+        }
+        Ok(settings)
     }
 
     /// Loads `default.toml` and `<environment>.toml` from `directory`, then the environment
@@ -321,7 +360,8 @@ impl Settings {
                     .with_list_parse_key("auth.token_sha256")
                     .with_list_parse_key("auth.jwt.algorithms")
                     .with_list_parse_key("auth.jwt.role_map")
-                    .with_list_parse_key("server.cors_allowed_origins"),
+                    .with_list_parse_key("server.cors_allowed_origins")
+                    .with_list_parse_key("server.allowed_hosts"),
             )
             .set_override_option("database.url", env::var("DATABASE_URL").ok())
             .and_then(|builder| builder.build())
@@ -394,6 +434,59 @@ impl Settings {
                 return Err(invalid(key, "must be greater than 0".into()));
             }
         }
+        for (key, value) in [
+            ("server.max_connections", self.server.max_connections as u64),
+            (
+                "server.header_read_timeout_secs",
+                self.server.header_read_timeout_secs,
+            ),
+            (
+                "server.body_read_timeout_secs",
+                self.server.body_read_timeout_secs,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
+        }
+        // A WebSocket keeps its connection's slot: subscribers alone must not take every one.
+        if self.subscriptions.enabled
+            && self.subscriptions.max_connections >= self.server.max_connections
+        {
+            return Err(invalid(
+                "server.max_connections",
+                format!(
+                    "is {} but must exceed subscriptions.max_connections ({}): WebSockets count \
+                     against both, and HTTP requests need connections beside them",
+                    self.server.max_connections, self.subscriptions.max_connections
+                ),
+            ));
+        }
+        for host in &self.server.allowed_hosts {
+            if host.is_empty()
+                || !host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
+            {
+                return Err(invalid(
+                    "server.allowed_hosts",
+                    format!(
+                        "holds {host:?}, which is not a host name: write names such as \
+                         dev.example.test, without scheme or port"
+                    ),
+                ));
+            }
+        }
+        if self.auth.jwt.jwks_min_refresh_secs < MIN_JWKS_REFRESH_SECS {
+            return Err(invalid(
+                "auth.jwt.jwks_min_refresh_secs",
+                format!(
+                    "is {} but must be at least {MIN_JWKS_REFRESH_SECS}: every token with an \
+                     unknown key id may fetch the identity provider's keys this often",
+                    self.auth.jwt.jwks_min_refresh_secs
+                ),
+            ));
+        }
         if self.server.socket_send_buffer_bytes < 4096 {
             return Err(invalid(
                 "server.socket_send_buffer_bytes",
@@ -413,6 +506,10 @@ impl Settings {
             (
                 "subscriptions.max_per_connection",
                 self.subscriptions.max_per_connection as u64,
+            ),
+            (
+                "subscriptions.max_complexity",
+                self.subscriptions.max_complexity as u64,
             ),
             (
                 "subscriptions.buffer_events",
@@ -461,6 +558,15 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// Whether `host` (an address to listen on) is a loopback address or `localhost`.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// An origin as browsers send it in `Origin`: scheme, host and port only.

@@ -20,10 +20,43 @@ pub enum ExportError {
     Write(#[from] std::io::Error),
 }
 
-/// Writes every station, ordered by id, to `out`; returns how many.
+/// Text cells a spreadsheet would read as a formula when they start with one of these: `=`,
+/// `+`, `-` and `@` start formulas, a tab or a carriage return hide one behind whitespace
+/// (OWASP's "CSV injection"). Imports and mutations refuse control characters in text today;
+/// the last two stay listed so that the export does not depend on that.
+const FORMULA_STARTS: [&str; 6] = ["=", "+", "-", "@", "\\t", "\\r"];
+
+/// The columns of the CSV export; with `spreadsheet_safe`, a text cell that a spreadsheet
+/// would run as a formula gets a leading `'`, which spreadsheets show as text. Numbers stay
+/// numbers (a negative latitude is not text), so only `code` and `name` can change.
+fn csv_columns(spreadsheet_safe: bool) -> String {
+    CSV_COLUMNS
+        .iter()
+        .map(|column| match *column {
+            "code" | "name" if spreadsheet_safe => {
+                let starts = FORMULA_STARTS
+                    .iter()
+                    .map(|start| format!("E'{start}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!(
+                    "CASE WHEN left({column}, 1) IN ({starts}) THEN '''' || {column} \
+                     ELSE {column} END AS {column}"
+                )
+            }
+            column => column.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Writes every station, ordered by id, to `out`; returns how many. `spreadsheet_safe` (CSV
+/// only) defuses cells a spreadsheet would run as formulas; without it the export is exact,
+/// for `import` to read back.
 pub async fn run(
     db: &DatabaseConnection,
     format: Format,
+    spreadsheet_safe: bool,
     out: &mut (dyn Write + Send),
 ) -> Result<u64, ExportError> {
     let mut connection = db.get_postgres_connection_pool().acquire().await?;
@@ -42,7 +75,7 @@ pub async fn run(
             // exact form, so that an import reads back the same values.
             let statement = format!(
                 "COPY (SELECT {} FROM stations ORDER BY id) TO STDOUT WITH (FORMAT csv, HEADER true)",
-                CSV_COLUMNS.join(", ")
+                csv_columns(spreadsheet_safe)
             );
             let mut chunks = transaction.copy_out_raw(&statement).await?;
             while let Some(chunk) = chunks.try_next().await? {

@@ -1,6 +1,7 @@
 pub mod auth;
 pub mod cli;
 pub mod configuration;
+pub mod connections;
 pub mod database;
 pub mod doctor;
 pub mod domain;

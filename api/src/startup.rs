@@ -8,19 +8,20 @@ use axum::{
     http::{HeaderName, HeaderValue, Method, Response, header},
     middleware,
     routing::get,
-    serve::ListenerExt,
 };
 use sea_orm::DatabaseConnection;
 use tokio::{net::TcpListener, sync::watch};
 use tower_http::{
     cors::{AllowOrigin, CorsLayer},
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    timeout::RequestBodyTimeoutLayer,
     trace::TraceLayer,
 };
 use tracing::{Span, field::Empty};
 
 use crate::auth::{AuthSetupError, Authenticator};
 use crate::configuration::Settings;
+use crate::connections::{self, ConnectionLimits};
 use crate::database::{self, ConnectError, health::DatabaseHealth, migrations};
 use crate::graphql::document_store::{DocumentStore, Manifest, ManifestError, StoreBounds};
 use crate::graphql::limits::Limits;
@@ -29,6 +30,7 @@ use crate::live::{LiveHub, listener::Listener};
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::routes::graphql::websocket::Sockets;
+use crate::routes::sites::HostAllowlist;
 use crate::state::AppState;
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -61,7 +63,7 @@ pub struct Application {
     live: Option<Arc<LiveHub>>,
     /// Tells WebSocket connections (and the metrics listener) that the server is stopping.
     stopping: watch::Sender<bool>,
-    socket_send_buffer_bytes: usize,
+    connection_limits: ConnectionLimits,
 }
 
 impl Application {
@@ -128,6 +130,7 @@ impl Application {
             health: Arc::clone(&health),
             live: Arc::clone(&live),
             subscriptions_per_connection: settings.subscriptions.max_per_connection,
+            subscription_max_complexity: settings.subscriptions.max_complexity,
         });
         let state = AppState {
             schema,
@@ -140,10 +143,12 @@ impl Application {
             health,
             sockets: Arc::new(Sockets::new(
                 settings.subscriptions.clone(),
+                &settings.server,
                 Arc::clone(&authenticator),
                 stopping_rx,
             )),
             authenticator,
+            readiness: Arc::default(),
         };
 
         let address = format!("{}:{}", settings.server.host, settings.server.port);
@@ -171,7 +176,11 @@ impl Application {
             shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
             live: settings.subscriptions.enabled.then_some(live),
             stopping,
-            socket_send_buffer_bytes: settings.server.socket_send_buffer_bytes,
+            connection_limits: ConnectionLimits {
+                max_connections: settings.server.max_connections,
+                header_read_timeout: Duration::from_secs(settings.server.header_read_timeout_secs),
+                send_buffer_bytes: settings.server.socket_send_buffer_bytes,
+            },
         })
     }
 
@@ -223,21 +232,16 @@ impl Application {
                     .await
             })
         });
-        let send_buffer = self.socket_send_buffer_bytes;
-        let connections = self
-            .listener
-            .tap_io(move |connection: &mut tokio::net::TcpStream| {
-                if let Err(error) =
-                    socket2::SockRef::from(&*connection).set_send_buffer_size(send_buffer)
-                {
-                    tracing::warn!(error = %error, "cannot size a connection's send buffer");
-                }
-            });
-        let server = axum::serve(connections, self.router).with_graceful_shutdown(async move {
-            stop.await;
-            tracing::info!("shutting down: no new connections, finishing requests in flight");
-            let _ = stopping_tx.send(true);
-        });
+        let server = connections::serve(
+            self.listener,
+            self.router,
+            self.connection_limits,
+            async move {
+                stop.await;
+                tracing::info!("shutting down: no new connections, finishing requests in flight");
+                let _ = stopping_tx.send(true);
+            },
+        );
         let mut deadline_rx = stopping_rx;
         let shutdown_timeout = self.shutdown_timeout;
         let deadline = async move {
@@ -322,6 +326,16 @@ pub fn router(state: AppState, settings: &Settings, metrics_on_main_port: bool) 
                 .expose_headers([REQUEST_ID.clone()])
                 .max_age(Duration::from_secs(600)),
         );
+    }
+    // A client must send a request's body within server.body_read_timeout_secs (its head is
+    // bounded by the connection's own timer, in `connections`).
+    router = router.layer(RequestBodyTimeoutLayer::new(Duration::from_secs(
+        settings.server.body_read_timeout_secs,
+    )));
+    if let Some(allowlist) = HostAllowlist::for_server(&settings.server) {
+        router = router.layer(middleware::from_fn(move |request, next| {
+            HostAllowlist::check(Arc::clone(&allowlist), request, next)
+        }));
     }
     router
         .layer(

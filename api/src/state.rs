@@ -11,6 +11,7 @@ use crate::graphql::AppSchema;
 use crate::graphql::limits::Limits;
 use crate::metrics::Metrics;
 use crate::routes::graphql::websocket::Sockets;
+use crate::routes::health::ReadinessCache;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -30,4 +31,6 @@ pub struct AppState {
     pub sockets: Arc<Sockets>,
     /// Static tokens and the identity provider's keys, for readiness.
     pub authenticator: Arc<Authenticator>,
+    /// The last readiness answer, reused for a second.
+    pub readiness: Arc<ReadinessCache>,
 }

@@ -166,6 +166,7 @@ impl JwtVerifier {
             .collect::<Result<Vec<_>, JwtSetupError>>()?;
         let http = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
+            .redirect(same_origin_redirects())
             .build()
             .map_err(|error| setup("jwks_url", format!("no HTTP client: {error}")))?;
         let verifier = Self {
@@ -355,10 +356,9 @@ impl JwtVerifier {
                 return Err(format!("{url} answered {}", response.status()));
             }
             let lifetime = max_age(response.headers());
-            let text = response
-                .text()
+            let text = read_capped(response, MAX_JWKS_BYTES)
                 .await
-                .map_err(|error| format!("cannot read {url}: {error}"))?;
+                .map_err(|problem| format!("cannot read {url}: {problem}"))?;
             let keys = self.usable_keys(&text)?;
             Ok((keys, lifetime))
         }
@@ -526,6 +526,43 @@ fn claim_at<'a>(claims: &'a Value, path: &str) -> Option<&'a Value> {
 }
 
 /// `Cache-Control: max-age`, when the response gives one.
+/// A key set is a few kilobytes; a provider's answer larger than this is not one, and is not
+/// read into memory.
+const MAX_JWKS_BYTES: usize = 256 * 1024;
+
+/// Redirects are followed only within the key set's own origin (scheme, host and port), at
+/// most 3: a redirect must not send the fetch to another site or from https down to http.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first().map(reqwest::Url::origin);
+        if attempt.previous().len() > 3 {
+            attempt.error("more than 3 redirects")
+        } else if first.as_ref() != Some(&attempt.url().origin()) {
+            attempt.error("a redirect to another origin")
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// The body of `response` as text, or an error once it passes `limit` bytes.
+async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<String, String> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Err(format!("the answer is larger than {limit} bytes"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|error| error.to_string())? {
+        if body.len() + chunk.len() > limit {
+            return Err(format!("the answer is larger than {limit} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    String::from_utf8(body).map_err(|_| "the answer is not UTF-8 text".to_owned())
+}
+
 fn max_age(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     headers
         .get(reqwest::header::CACHE_CONTROL)?

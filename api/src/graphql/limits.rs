@@ -24,11 +24,14 @@ pub struct Limits {
     pub max_depth: usize,
     pub max_complexity: usize,
     pub max_fields: usize,
+    pub max_fragments: usize,
+    pub max_fragment_spreads: usize,
     pub max_body_bytes: usize,
     pub max_batch_size: usize,
     /// How long caches may keep a successful answer to a GET; 0: not at all.
     pub get_max_age_secs: u64,
     pub request_timeout: Duration,
+    pub body_read_timeout: Duration,
 }
 
 impl Limits {
@@ -38,10 +41,13 @@ impl Limits {
             max_depth: graphql.max_depth,
             max_complexity: graphql.max_complexity,
             max_fields: graphql.max_fields,
+            max_fragments: graphql.max_fragments,
+            max_fragment_spreads: graphql.max_fragment_spreads,
             max_body_bytes: server.max_body_bytes,
             max_batch_size: graphql.max_batch_size,
             get_max_age_secs: graphql.get_max_age_secs,
             request_timeout: Duration::from_secs(server.request_timeout_secs),
+            body_read_timeout: Duration::from_secs(server.body_read_timeout_secs),
         }
     }
 }
@@ -126,62 +132,120 @@ pub fn has_mutation(document: &ExecutableDocument) -> bool {
         .any(|(_, operation)| operation.node.ty == OperationType::Mutation)
 }
 
-/// How many fields `selection_set` selects, fragments expanded, each fragment counted once per
-/// spread without being walked again: a document spreading fragments into each other cannot
-/// make this expensive.
-pub fn field_count(
-    document: &ExecutableDocument,
-    selection_set: &Positioned<SelectionSet>,
-) -> usize {
-    let mut counted = HashMap::new();
-    let mut visiting = HashSet::new();
-    count(
-        &document.fragments,
-        selection_set,
-        &mut counted,
-        &mut visiting,
-    )
+/// What validation will walk in a document, measured without walking it that way.
+///
+/// async-graphql validates every operation of a document, not only the one a request runs,
+/// and its depth, complexity and cache-control visitors expand each fragment spread again
+/// wherever it occurs: a few hundred bytes of fragments spreading each other four times are
+/// 4^20 steps of CPU that no timeout can interrupt. This counts the same expansion with one
+/// count per fragment, so it costs what the document is long, and the cost policy refuses a
+/// document whose expansion exceeds the limits before validation starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocumentShape {
+    /// Fields over every operation, fragments expanded, plus the expansion of every fragment
+    /// that no operation reaches (validation walks those too, without expanding them less).
+    pub fields: usize,
+    /// Fragment definitions in the document.
+    pub fragments: usize,
+    /// `...Name` spreads written in the document, counted where they are written.
+    pub spreads: usize,
 }
 
-fn count<'a>(
+impl DocumentShape {
+    pub fn of(document: &ExecutableDocument) -> Self {
+        let mut walk = Walk {
+            fragments: &document.fragments,
+            counted: HashMap::new(),
+            visiting: HashSet::new(),
+        };
+        let mut fields = 0usize;
+        for (_, operation) in document.operations.iter() {
+            fields = fields.saturating_add(walk.count(&operation.node.selection_set));
+        }
+        // What the operations reached is in `counted` now; what they did not reach is
+        // validated as well, so it counts on its own.
+        let unreached: Vec<&Positioned<FragmentDefinition>> = document
+            .fragments
+            .iter()
+            .filter(|(name, _)| !walk.counted.contains_key(name.as_str()))
+            .map(|(_, fragment)| fragment)
+            .collect();
+        let mut unreached_fields = 0usize;
+        for fragment in unreached {
+            unreached_fields =
+                unreached_fields.saturating_add(walk.count(&fragment.node.selection_set));
+        }
+        let spreads = document
+            .operations
+            .iter()
+            .map(|(_, operation)| spreads_in(&operation.node.selection_set))
+            .chain(
+                document
+                    .fragments
+                    .values()
+                    .map(|fragment| spreads_in(&fragment.node.selection_set)),
+            )
+            .fold(0usize, usize::saturating_add);
+        Self {
+            fields: fields.saturating_add(unreached_fields),
+            fragments: document.fragments.len(),
+            spreads,
+        }
+    }
+}
+
+/// Counts fields with fragments expanded, remembering each fragment's count.
+struct Walk<'a> {
     fragments: &'a HashMap<Name, Positioned<FragmentDefinition>>,
-    selection_set: &'a Positioned<SelectionSet>,
-    counted: &mut HashMap<&'a str, usize>,
-    visiting: &mut HashSet<&'a str>,
-) -> usize {
-    let mut total = 0usize;
-    for selection in &selection_set.node.items {
-        let fields = match &selection.node {
-            Selection::Field(field) => 1usize.saturating_add(count(
-                fragments,
-                &field.node.selection_set,
-                counted,
-                visiting,
-            )),
-            Selection::InlineFragment(inline) => {
-                count(fragments, &inline.node.selection_set, counted, visiting)
-            }
-            Selection::FragmentSpread(spread) => {
-                let name = spread.node.fragment_name.node.as_str();
-                match (counted.get(name), fragments.get(name)) {
-                    (Some(known), _) => *known,
-                    // A cycle (refused by validation) or an unknown fragment: nothing to add.
-                    (None, None) => 0,
-                    (None, Some(_)) if visiting.contains(name) => 0,
-                    (None, Some(fragment)) => {
-                        visiting.insert(name);
-                        let fields =
-                            count(fragments, &fragment.node.selection_set, counted, visiting);
-                        visiting.remove(name);
-                        counted.insert(name, fields);
-                        fields
+    counted: HashMap<&'a str, usize>,
+    visiting: HashSet<&'a str>,
+}
+
+impl<'a> Walk<'a> {
+    fn count(&mut self, selection_set: &'a Positioned<SelectionSet>) -> usize {
+        let mut total = 0usize;
+        for selection in &selection_set.node.items {
+            let fields = match &selection.node {
+                Selection::Field(field) => {
+                    1usize.saturating_add(self.count(&field.node.selection_set))
+                }
+                Selection::InlineFragment(inline) => self.count(&inline.node.selection_set),
+                Selection::FragmentSpread(spread) => {
+                    let name = spread.node.fragment_name.node.as_str();
+                    match (self.counted.get(name), self.fragments.get(name)) {
+                        (Some(known), _) => *known,
+                        // A cycle (refused by validation) or an unknown fragment: nothing to
+                        // add.
+                        (None, None) => 0,
+                        (None, Some(_)) if self.visiting.contains(name) => 0,
+                        (None, Some(fragment)) => {
+                            self.visiting.insert(name);
+                            let fields = self.count(&fragment.node.selection_set);
+                            self.visiting.remove(name);
+                            self.counted.insert(name, fields);
+                            fields
+                        }
                     }
                 }
-            }
-        };
-        total = total.saturating_add(fields);
+            };
+            total = total.saturating_add(fields);
+        }
+        total
     }
-    total
+}
+
+/// The fragment spreads written in `selection_set`, not expanded.
+fn spreads_in(selection_set: &Positioned<SelectionSet>) -> usize {
+    selection_set
+        .node
+        .items
+        .iter()
+        .map(|selection| match &selection.node {
+            Selection::Field(field) => spreads_in(&field.node.selection_set),
+            Selection::InlineFragment(inline) => spreads_in(&inline.node.selection_set),
+            Selection::FragmentSpread(_) => 1,
+        })
+        .fold(0usize, usize::saturating_add)
 }
 
 #[cfg(test)]
@@ -208,8 +272,41 @@ mod tests {
             ));
         }
         let document = parse_query(&query).unwrap();
-        let (_, _, selection) = selected_operation(&document, None).unwrap();
-        assert_eq!(field_count(&document, selection), 2usize << 30);
+        assert_eq!(DocumentShape::of(&document).fields, 2usize << 30);
+    }
+
+    /// The shape of the attack the issue reported: a harmless operation runs, another one
+    /// holds a fragment bomb that validation would expand.
+    fn bomb_beside_a_harmless_operation(levels: usize) -> String {
+        let mut query = String::from("query A { __typename } query B { ...F20 }\n");
+        query.push_str("fragment F0 on Query { __typename }\n");
+        for level in 1..=levels {
+            let previous = level - 1;
+            query.push_str(&format!(
+                "fragment F{level} on Query {{ ...F{previous} ...F{previous} ...F{previous} ...F{previous} }}\n"
+            ));
+        }
+        query
+    }
+
+    #[test]
+    fn every_operation_counts_not_only_the_selected_one() {
+        let document = parse_query(bomb_beside_a_harmless_operation(20)).unwrap();
+        let shape = DocumentShape::of(&document);
+        assert_eq!(shape.fields, 1 + 4usize.pow(20));
+        assert_eq!(shape.fragments, 21);
+        assert_eq!(shape.spreads, 1 + 4 * 20);
+    }
+
+    #[test]
+    fn fragments_no_operation_reaches_count_too() {
+        let document = parse_query(
+            "query { a } fragment Unused on Query { ...Leaf ...Leaf } fragment Leaf on Query { b c }",
+        )
+        .unwrap();
+        // `a`, then each fragment no operation reaches, expanded as validation expands it:
+        // Unused (4) and Leaf (2).
+        assert_eq!(DocumentShape::of(&document).fields, 7);
     }
 
     #[test]

@@ -57,6 +57,7 @@ pub struct SchemaParts {
     pub health: Arc<DatabaseHealth>,
     pub live: Arc<LiveHub>,
     pub subscriptions_per_connection: usize,
+    pub subscription_max_complexity: usize,
 }
 
 /// The schema served over HTTP, built once at start-up. Resolvers reach the database through
@@ -68,9 +69,9 @@ pub fn build_schema(parts: SchemaParts) -> AppSchema {
         telemetry: Telemetry::new(Arc::clone(&parts.metrics)),
         documents: Documents::new(parts.documents),
         authorization: Authorization::new(parts.authenticator),
-        cost: Cost::new(limits),
+        cost: Cost::new(limits, parts.subscription_max_complexity),
         subscription_limit: SubscriptionLimit::new(parts.subscriptions_per_connection),
-        database_gate: DatabaseGate::new(parts.health),
+        database_gate: DatabaseGate::new(parts.health, parts.db.clone()),
         deadline: Deadline::new(limits.request_timeout),
         batches: Arc::clone(&batches),
     };
@@ -83,7 +84,8 @@ pub fn build_schema(parts: SchemaParts) -> AppSchema {
         .data(parts.db)
         .data(limits);
     if !parts.introspection {
-        builder = builder.disable_introspection();
+        // "Did you mean …?" in validation errors would name the schema's fields anyway.
+        builder = builder.disable_introspection().disable_suggestions();
     }
     builder.finish()
 }

@@ -40,11 +40,16 @@ impl Connection {
         }
     }
 
+    /// Why the connection is to close, if anyone asked yet.
+    pub fn close_requested(&self) -> Option<Closing> {
+        self.closing.lock().ok().and_then(|closing| closing.clone())
+    }
+
     /// Completes when someone asked to close the connection, with why.
     pub async fn closing(&self) -> Closing {
         loop {
             let requested = self.close_requested.notified();
-            if let Some(closing) = self.closing.lock().ok().and_then(|closing| closing.clone()) {
+            if let Some(closing) = self.close_requested() {
                 return closing;
             }
             requested.await;

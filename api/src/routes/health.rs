@@ -4,7 +4,7 @@
 //! `/health/ready` also requires the database to answer and its schema to match this binary:
 //! send me traffic only if this succeeds.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::{Json, extract::State, http::StatusCode};
 use serde_json::{Value, json};
@@ -19,7 +19,29 @@ pub async fn live() -> Json<Value> {
     Json(json!({ "status": "live" }))
 }
 
+/// How long one readiness answer serves every probe: while the pool fails, each check opens a
+/// connection of its own, and probes from many balancers must not multiply that on a sick
+/// database.
+const READINESS_REUSE: Duration = Duration::from_secs(1);
+
+/// The last readiness answer and when it was made; its lock also makes concurrent probes wait
+/// for the one check in flight instead of each starting another.
+#[derive(Default)]
+pub struct ReadinessCache(tokio::sync::Mutex<Option<(Instant, StatusCode, Value)>>);
+
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let mut last = state.readiness.0.lock().await;
+    if let Some((at, status, body)) = &*last
+        && at.elapsed() < READINESS_REUSE
+    {
+        return (*status, Json(body.clone()));
+    }
+    let (status, Json(body)) = check_readiness(&state).await;
+    *last = Some((Instant::now(), status, body.clone()));
+    (status, Json(body))
+}
+
+async fn check_readiness(state: &AppState) -> (StatusCode, Json<Value>) {
     if let Some(jwt) = state.authenticator.jwt()
         && !jwt.keys_loaded()
     {

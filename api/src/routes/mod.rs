@@ -4,3 +4,21 @@ pub mod graphql;
 pub mod health;
 pub mod ide;
 pub mod metrics;
+pub mod sites;
+
+use axum::{
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
+
+/// A request refused before any handler's own logic: the status, and a GraphQL-shaped body
+/// that says why, so that clients read it like any other error.
+pub fn refusal(status: StatusCode, message: &str) -> Response {
+    let body = serde_json::json!({ "errors": [{ "message": message }] });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}

@@ -511,7 +511,12 @@ impl ServerProcess {
             .env("DATABASE_URL", database_url)
             .env("APP__SERVER__PORT", "0")
             .env("APP__LOG__FORMAT", "json")
-            .env("APP__LOG__FILTER", "info,sqlx=warn")
+            .env("APP__LOG__FILTER", "info,sqlx=warn");
+        // Production serves /metrics on a fixed loopback port; tests run servers side by side.
+        if env.contains(&("APP_ENV", "production")) {
+            command.env("APP__METRICS__LISTEN", "127.0.0.1:0");
+        }
+        command
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());

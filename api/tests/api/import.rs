@@ -560,3 +560,46 @@ async fn demo_observations_are_a_plausible_repeatable_year_per_station() {
         2
     );
 }
+
+#[tokio::test]
+async fn a_spreadsheet_safe_export_defuses_formulas_and_keeps_numbers() {
+    let database = TestDatabase::migrated().await;
+    let stations = TempFile::with(
+        "formulas.csv",
+        "code,name,lat,lng,elevation_m\n\
+         F1,\"=HYPERLINK(\"\"http://attacker.example\"\",\"\"click\"\")\",-12.5,-3.25,-10\n\
+         F2,+1+1,1,2,\n\
+         F3,@SUM(A1),1,2,\n\
+         F4,-2+3,1,2,\n\
+         F6,Plain name,1,2,\n"
+            .as_bytes(),
+    );
+    let (code, _, stderr) = cli(&database, &["import", path(&stations)]);
+    assert_eq!(code, 0, "{stderr}");
+
+    let (code, safe, stderr) = cli(
+        &database,
+        &["export", "--format", "csv", "--spreadsheet-safe"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = safe.lines().collect();
+    assert_eq!(
+        lines[1],
+        "F1,\"'=HYPERLINK(\"\"http://attacker.example\"\",\"\"click\"\")\",-12.5,-3.25,-10"
+    );
+    assert_eq!(lines[2], "F2,'+1+1,1,2,");
+    assert_eq!(lines[3], "F3,'@SUM(A1),1,2,");
+    assert_eq!(lines[4], "F4,'-2+3,1,2,");
+    assert_eq!(lines[5], "F6,Plain name,1,2,");
+
+    // The default export stays exact, for import to read back.
+    let (_, exact, _) = cli(&database, &["export", "--format", "csv"]);
+    assert!(exact.contains("\nF4,-2+3,1,2,\n"), "{exact}");
+
+    let (code, _, stderr) = cli(
+        &database,
+        &["export", "--format", "geojson", "--spreadsheet-safe"],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--spreadsheet-safe is for CSV"), "{stderr}");
+}

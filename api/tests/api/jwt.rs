@@ -846,3 +846,69 @@ async fn doctor_checks_that_the_provider_publishes_keys_the_allowlist_accepts() 
         "{stdout}"
     );
 }
+
+/// Serves `router` on a loopback port of its own; the port.
+async fn serve_elsewhere(router: Router) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    port
+}
+
+#[tokio::test]
+async fn the_key_set_is_not_fetched_through_a_redirect_to_another_origin_nor_read_past_a_cap() {
+    let keys = &*KEYS;
+    let provider = IdentityProvider::up(&[&keys.rsa]).await;
+    // Another origin (another port) that sends the fetch on to the provider.
+    let target = provider.jwks_url();
+    let redirecting = serve_elsewhere(Router::new().route(
+        JWKS_PATH,
+        get(move || async move { axum::response::Redirect::temporary(&target) }),
+    ))
+    .await;
+    let app = spawn_app_with(|settings| {
+        trusting(&provider, settings);
+        settings.auth.jwt.jwks_url = format!("http://127.0.0.1:{redirecting}{JWKS_PATH}");
+    })
+    .await;
+    let ready: Value = app.get("/health/ready").await.json().await.unwrap();
+    assert!(
+        ready.to_string().contains("signing keys not loaded yet"),
+        "{ready}"
+    );
+    assert_eq!(provider.fetches(), 0, "the redirect was followed");
+
+    // A key set padded past any real one's size is not read into memory.
+    let padded = json!({ "keys": [keys.rsa.jwk.clone()], "padding": "x".repeat(1 << 20) });
+    let oversized = serve_elsewhere(Router::new().route(
+        JWKS_PATH,
+        get(move || {
+            let padded = padded.clone();
+            async move { axum::Json(padded) }
+        }),
+    ))
+    .await;
+    let app = spawn_app_with(|settings| {
+        trusting(&provider, settings);
+        settings.auth.jwt.jwks_url = format!("http://127.0.0.1:{oversized}{JWKS_PATH}");
+    })
+    .await;
+    let ready: Value = app.get("/health/ready").await.json().await.unwrap();
+    assert!(
+        ready.to_string().contains("signing keys not loaded yet"),
+        "{ready}"
+    );
+}
+
+#[test]
+fn a_key_refresh_interval_under_five_seconds_is_refused() {
+    let (output, _, stderr) =
+        run(stations_api(&["migrate", "status"]).env("APP__AUTH__JWT__JWKS_MIN_REFRESH_SECS", "0"));
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`auth.jwt.jwks_min_refresh_secs`") && stderr.contains("at least 5"),
+        "{stderr}"
+    );
+}

@@ -1,5 +1,6 @@
 //! Black-box tests: the real server over real HTTP, on a real PostgreSQL database per test.
 
+mod attacks;
 mod bad_input;
 mod cli;
 mod clients;

@@ -1,42 +1,92 @@
-//! What an operation may cost, within `graphql.max_fields`, `graphql.max_depth` and
-//! `graphql.max_complexity`: fields are counted with fragments expanded (ten thousand aliases
-//! or a fragment bomb are refused before validation walks them); depth and complexity are what
-//! async-graphql's validation measures, compared here so that each refusal names its limit.
+//! What a document may cost, within `graphql.max_fields`, `graphql.max_fragments`,
+//! `graphql.max_fragment_spreads`, `graphql.max_depth` and `graphql.max_complexity`.
+//!
+//! Before validation: the document's shape ([`DocumentShape`]), over *all* its operations,
+//! because async-graphql validates every operation of a document and expands every fragment
+//! spread wherever it occurs, as synchronous CPU work that no timeout can interrupt (ten
+//! thousand aliases, or a fragment bomb beside a harmless operation, are refused here); and a
+//! document whose operation cannot be selected is refused before anything walks it. After
+//! validation: depth and complexity as async-graphql measures them, compared here so that each
+//! refusal names its limit.
 
-use async_graphql::{Request, ServerError, ServerResult, ValidationResult};
+use async_graphql::{
+    Request, ServerError, ServerResult, ValidationResult,
+    parser::types::{DocumentOperations, ExecutableDocument, OperationType},
+};
 
 use crate::error::ApiError;
-use crate::graphql::limits::{Limits, field_count, selected_operation};
+use crate::graphql::limits::{DocumentShape, Limits, selected_operation};
 
 pub struct Cost {
     limits: Limits,
+    /// `subscriptions.max_complexity`: a subscription's selection is resolved again for every
+    /// event and every subscriber.
+    subscription_max_complexity: usize,
 }
 
 impl Cost {
-    pub fn new(limits: Limits) -> Self {
-        Self { limits }
+    pub fn new(limits: Limits, subscription_max_complexity: usize) -> Self {
+        Self {
+            limits,
+            subscription_max_complexity,
+        }
     }
 
-    /// Refuses a document that selects more than `graphql.max_fields` fields.
-    pub fn count_fields(&self, request: &mut Request) -> ServerResult<()> {
+    /// Refuses a document larger than the limits in what validation would walk, or one whose
+    /// operation the request does not select; the kind of the operation that runs.
+    pub fn bound_document(&self, request: &mut Request) -> ServerResult<OperationType> {
         let operation_name = request.operation_name.clone();
         let document = request.parsed_query()?;
-        if let Some((_, _, selection)) = selected_operation(document, operation_name.as_deref()) {
-            let fields = field_count(document, selection);
-            let limit = self.limits.max_fields;
-            if fields > limit {
-                return Err(ApiError::TooManyFields(format!(
-                    "the operation selects {fields} fields (fragments expanded); the limit is \
-                     {limit} (graphql.max_fields)"
-                ))
-                .into_request_error());
-            }
+        let shape = DocumentShape::of(document);
+        let limits = &self.limits;
+        if shape.fragments > limits.max_fragments {
+            return Err(ApiError::QueryTooComplex(format!(
+                "the document defines {} fragments; the limit is {} (graphql.max_fragments)",
+                shape.fragments, limits.max_fragments
+            ))
+            .into_request_error());
         }
-        Ok(())
+        if shape.spreads > limits.max_fragment_spreads {
+            return Err(ApiError::QueryTooComplex(format!(
+                "the document spreads fragments {} times; the limit is {} \
+                 (graphql.max_fragment_spreads)",
+                shape.spreads, limits.max_fragment_spreads
+            ))
+            .into_request_error());
+        }
+        if shape.fields > limits.max_fields {
+            return Err(ApiError::TooManyFields(format!(
+                "the document selects {} fields (fragments expanded, every operation counted); \
+                 the limit is {} (graphql.max_fields)",
+                shape.fields, limits.max_fields
+            ))
+            .into_request_error());
+        }
+        match selected_operation(document, operation_name.as_deref()) {
+            Some((_, kind, _)) => Ok(kind),
+            None => Err(unselectable(document, operation_name.as_deref()).into_request_error()),
+        }
     }
 
-    /// Refuses what validation measured deeper or costlier than the limits.
-    pub fn check(&self, result: ValidationResult) -> Result<ValidationResult, Vec<ServerError>> {
+    /// Refuses what validation measured deeper or costlier than the limits for its `kind`.
+    pub fn check(
+        &self,
+        result: ValidationResult,
+        kind: Option<OperationType>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        if kind == Some(OperationType::Subscription)
+            && result.complexity > self.subscription_max_complexity
+        {
+            return Err(vec![
+                ApiError::QueryTooComplex(format!(
+                    "the subscription costs {}, resolved again for every event: each field costs \
+                     1 and a list field its page size times what it selects; the limit is {} \
+                     (subscriptions.max_complexity)",
+                    result.complexity, self.subscription_max_complexity
+                ))
+                .into_request_error(),
+            ]);
+        }
         if result.depth > self.limits.max_depth {
             return Err(vec![
                 ApiError::QueryTooDeep(format!(
@@ -58,5 +108,38 @@ impl Cost {
             ]);
         }
         Ok(result)
+    }
+}
+
+/// Why no operation of `document` is the one to run.
+fn unselectable(document: &ExecutableDocument, operation_name: Option<&str>) -> ApiError {
+    const NAMES_SHOWN: usize = 10;
+    let names: Vec<&str> = match &document.operations {
+        DocumentOperations::Single(_) => Vec::new(),
+        DocumentOperations::Multiple(operations) => {
+            let mut names: Vec<&str> = operations.keys().map(|name| name.as_str()).collect();
+            names.sort_unstable();
+            names
+        }
+    };
+    let mut listed = names
+        .iter()
+        .take(NAMES_SHOWN)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > NAMES_SHOWN {
+        listed.push_str(", ...");
+    }
+    let message = match operation_name {
+        None => format!(
+            "is required: the document holds {} operations, so name the one to run ({listed})",
+            names.len()
+        ),
+        Some(_) => format!("names no operation of the document; it holds {listed}"),
+    };
+    ApiError::BadRequest {
+        field: "operationName".to_owned(),
+        message,
     }
 }

@@ -5,10 +5,10 @@
 //!
 //! - the whole operation: [`telemetry`] times it (metrics, and the request span's operation
 //!   name), around [`error_codes`], which gives every error a stable `extensions.code`;
-//! - before parsing: [`documents`] (persisted queries and the parsed-document store, nesting
-//!   checked before parsing), [`operation_transport`] (a GET carries no mutation, plain HTTP no
-//!   subscription), [`authorization`] (who may run this kind of operation), then [`cost`]'s
-//!   field count;
+//! - before validation: [`documents`] (persisted queries and the parsed-document store,
+//!   nesting checked before parsing), [`cost`]'s bound on the whole document (what validation
+//!   will walk, and which operation runs), [`operation_transport`] (a GET carries no mutation,
+//!   plain HTTP no subscription), then [`authorization`] (who may run this kind of operation);
 //! - after validation: [`cost`]'s depth and complexity;
 //! - execution: [`database_gate`] (none while the database is known to be down) around
 //!   [`deadline`] (within `server.request_timeout_secs`), with each operation's own batch
@@ -32,7 +32,11 @@ pub mod operation_transport;
 pub mod subscription_limit;
 pub mod telemetry;
 
-use std::{any::TypeId, sync::Arc, time::Instant};
+use std::{
+    any::TypeId,
+    sync::{Arc, OnceLock},
+    time::Instant,
+};
 
 use async_graphql::{
     Request, Response, ServerError, ServerResult, ValidationResult,
@@ -41,6 +45,7 @@ use async_graphql::{
         NextRequest, NextSubscribe, NextValidation,
     },
     futures_util::stream::BoxStream,
+    parser::types::OperationType,
 };
 use axum::http::HeaderValue;
 
@@ -117,6 +122,7 @@ impl ExtensionFactory for PipelineExtension {
         Arc::new(Operation {
             pipeline: Arc::clone(&self.0),
             record: OperationRecord::default(),
+            kind: OnceLock::new(),
         })
     }
 }
@@ -125,6 +131,8 @@ impl ExtensionFactory for PipelineExtension {
 struct Operation {
     pipeline: Arc<Pipeline>,
     record: OperationRecord,
+    /// Query, mutation or subscription, once the document is known.
+    kind: OnceLock<OperationType>,
 }
 
 #[async_graphql::async_trait::async_trait]
@@ -149,13 +157,14 @@ impl Extension for Operation {
             .named_by_client(request.operation_name.as_deref());
         let pipeline = &self.pipeline;
         let mut request = pipeline.documents.prepare(request)?;
+        let kind = pipeline.cost.bound_document(&mut request)?;
+        let _ = self.kind.set(kind);
         let origin = Origin::of(ctx, &request).cloned();
         operation_transport::check(origin.as_ref(), &mut request)?;
         pipeline
             .authorization
             .admit(origin.as_ref(), &mut request)
             .await?;
-        pipeline.cost.count_fields(&mut request)?;
         next.run(ctx, request).await
     }
 
@@ -165,7 +174,7 @@ impl Extension for Operation {
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
         let result = next.run(ctx).await?;
-        self.pipeline.cost.check(result)
+        self.pipeline.cost.check(result, self.kind.get().copied())
     }
 
     async fn execute(
@@ -181,7 +190,7 @@ impl Extension for Operation {
         let execution = next.run_with_data(ctx, operation_name, data);
         pipeline
             .database_gate
-            .guard(pipeline.deadline.bound(execution))
+            .guard(pipeline.deadline.bound(ctx, execution))
             .await
     }
 

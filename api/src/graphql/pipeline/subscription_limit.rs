@@ -1,5 +1,7 @@
-//! At most `subscriptions.max_per_connection` subscriptions run on one WebSocket connection;
-//! one more is answered with an error naming the setting, and the others keep running.
+//! At most `subscriptions.max_per_connection` operations run on one WebSocket connection at
+//! once: its subscriptions, and the queries and mutations sent over it that are still being
+//! answered (async-graphql runs every operation of a socket as a stream, through this hook).
+//! One more is answered with an error naming the setting, and the others keep running.
 
 use std::sync::Arc;
 
@@ -49,8 +51,10 @@ impl SubscriptionLimit {
         if !connection.start_subscription(self.per_connection) {
             let mut refusal = ServerError::new(
                 format!(
-                    "this connection runs {} subscriptions already, the limit \
-                     (subscriptions.max_per_connection): stop one, or open another connection",
+                    "this connection runs {} operations already (subscriptions, and queries \
+                     or mutations not answered yet), the limit \
+                     (subscriptions.max_per_connection): wait, stop one, or open another \
+                     connection",
                     self.per_connection
                 ),
                 None,

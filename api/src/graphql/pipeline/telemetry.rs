@@ -1,10 +1,15 @@
 //! What each operation was and how it went, for the metrics (`stations_graphql_requests_total`,
-//! `stations_graphql_request_duration_seconds`) and the request's log span: its name (the one
-//! it runs under, else the one the client gave, else "anonymous"), its outcome ("ok" or the
-//! first error's code) and its duration, refusals included.
+//! `stations_graphql_request_duration_seconds`) and the request's log span: its name, its
+//! outcome ("ok" or the first error's code) and its duration, refusals included. The log
+//! span names it as it ran, else as the client named it, else "anonymous"; the metrics label
+//! it by the name it ran under, and every operation refused before it ran as "unvalidated".
+//! Names are cut at 64 characters.
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -22,6 +27,8 @@ pub struct Telemetry {
 pub struct OperationRecord {
     named_by_client: Mutex<Option<String>>,
     executed_as: Mutex<Option<String>>,
+    /// Whether it passed validation and ran (anonymous or not).
+    ran: AtomicBool,
 }
 
 impl OperationRecord {
@@ -32,6 +39,7 @@ impl OperationRecord {
     }
 
     pub fn executed_as(&self, name: Option<&str>) {
+        self.ran.store(true, Ordering::Relaxed);
         if let (Some(name), Ok(mut noted)) = (name, self.executed_as.lock()) {
             *noted = Some(name.to_owned());
         }
@@ -52,10 +60,31 @@ impl Telemetry {
             }
         });
         let take = |name: &Mutex<Option<String>>| name.lock().ok().and_then(|mut name| name.take());
-        let operation = take(&record.executed_as)
-            .or_else(|| take(&record.named_by_client))
-            .unwrap_or_else(|| "anonymous".to_owned());
-        tracing::Span::current().record("operation", operation.as_str());
-        self.metrics.record_request(&operation, outcome, elapsed);
+        let executed_as = take(&record.executed_as);
+        let logged = executed_as
+            .as_deref()
+            .or(take(&record.named_by_client).as_deref())
+            .map_or_else(|| "anonymous".to_owned(), shortened);
+        tracing::Span::current().record("operation", logged.as_str());
+        // Only an operation that passed validation earns a label of its own: names of
+        // refused documents, chosen freely by anyone, must not fill the label slots.
+        let label = match executed_as {
+            Some(name) => shortened(&name),
+            None if record.ran.load(Ordering::Relaxed) => "anonymous".to_owned(),
+            None => UNVALIDATED.to_owned(),
+        };
+        self.metrics.record_request(&label, outcome, elapsed);
+    }
+}
+
+/// The metric label of operations refused before they ran.
+const UNVALIDATED: &str = "unvalidated";
+/// Longer operation names are cut in labels and log lines.
+const MAX_NAME_CHARS: usize = 64;
+
+fn shortened(name: &str) -> String {
+    match name.char_indices().nth(MAX_NAME_CHARS) {
+        Some((end, _)) => format!("{}…", &name[..end]),
+        None => name.to_owned(),
     }
 }

@@ -19,7 +19,7 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::graphql::pipeline::{Origin, Transport};
+use crate::graphql::pipeline::{Origin, Transport, deadline::RequestDeadline};
 use crate::routes::ide;
 use crate::state::AppState;
 use accept::{Accept, MediaType};
@@ -28,6 +28,7 @@ use wire::Operations;
 /// `POST /graphql`: one operation, or a batch of them, as JSON.
 pub async fn post(State(state): State<AppState>, request: Request) -> Response {
     let started = Instant::now();
+    let deadline = RequestDeadline::after(state.limits.request_timeout);
     if let Err(rejection) = wire::from_query_string(request.uri().query().unwrap_or_default())
         && rejection.field.as_deref() == Some("access_token")
     {
@@ -51,16 +52,39 @@ pub async fn post(State(state): State<AppState>, request: Request) -> Response {
         authorization: headers.get(header::AUTHORIZATION).cloned(),
     };
     match operations {
-        Operations::Single(request) => {
-            respond::single(state.schema.execute(request.data(origin)).await, media)
-        }
+        Operations::Single(request) => respond::single(
+            execute_by(&state, deadline, request.data(origin)).await,
+            media,
+        ),
         Operations::Batch(requests) => {
-            // In order, one at a time: a batch's mutations apply in the order they were sent.
+            // In order, one at a time: a batch's mutations apply in the order they were sent,
+            // all within the one deadline.
             let mut responses = Vec::with_capacity(requests.len());
             for request in requests {
-                responses.push(state.schema.execute(request.data(origin.clone())).await);
+                responses.push(execute_by(&state, deadline, request.data(origin.clone())).await);
             }
             respond::batch(&responses, media)
+        }
+    }
+}
+
+/// Runs one operation of an HTTP request within what is left of the request's deadline. The
+/// pipeline's deadline policy cuts execution off at the same instant (and counts it); this
+/// bounds the stages before it too (waiting for the identity provider's keys).
+async fn execute_by(
+    state: &AppState,
+    deadline: RequestDeadline,
+    request: async_graphql::Request,
+) -> async_graphql::Response {
+    let started = Instant::now();
+    let execution = state.schema.execute(request.data(deadline));
+    match tokio::time::timeout_at(deadline.0, execution).await {
+        Ok(response) => response,
+        Err(_elapsed) => {
+            state
+                .metrics
+                .record_request("unvalidated", "TIMEOUT", started.elapsed());
+            RequestDeadline::passed(state.limits.request_timeout)
         }
     }
 }
@@ -96,7 +120,8 @@ pub async fn get(State(state): State<AppState>, request: Request) -> Response {
         transport: Transport::Get,
         authorization,
     };
-    let response = state.schema.execute(request.data(origin)).await;
+    let deadline = RequestDeadline::after(state.limits.request_timeout);
+    let response = execute_by(&state, deadline, request.data(origin)).await;
     let cacheable = response.errors.is_empty();
     let mut answer = respond::single(response, media);
     let headers = answer.headers_mut();
@@ -163,10 +188,32 @@ async fn read_body(state: &AppState, request: Request) -> Result<Bytes, Rejectio
         .map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 too_large()
+            } else if caused_by::<tower_http::timeout::TimeoutError>(&rejection) {
+                Rejection::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "REQUEST_TIMEOUT",
+                    format!(
+                        "the request body did not arrive within {} s \
+                         (server.body_read_timeout_secs)",
+                        state.limits.body_read_timeout.as_secs()
+                    ),
+                )
             } else {
                 Rejection::new(rejection.status(), "BAD_REQUEST", rejection.body_text())
             }
         })
+}
+
+/// Whether `error`, or any error that caused it, is an `E`.
+fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.is::<E>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// Answers a request refused before it reached the schema, and counts it.

@@ -38,9 +38,11 @@ use axum::{
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::auth::{Access, AuthError, Authenticator, Role};
-use crate::configuration::SubscriptionSettings;
+use crate::configuration::{ServerSettings, SubscriptionSettings};
+use crate::connections::ConnectionSlot;
 use crate::graphql::pipeline::{Origin, Transport};
 use crate::live::connection::Connection;
+use crate::routes::{refusal, sites};
 use crate::state::AppState;
 
 /// graphql-transport-ws: the client is not allowed to connect (its token).
@@ -48,6 +50,8 @@ const FORBIDDEN: u16 = 4403;
 /// graphql-transport-ws: `connection_init` did not come in time.
 const INIT_TIMEOUT: u16 = 4408;
 const GOING_AWAY: u16 = 1001;
+const PROTOCOL_ERROR: u16 = 1002;
+const MESSAGE_TOO_BIG: u16 = 1009;
 
 /// The sockets of this replica: their limit, who may open one, and the signal to close them.
 pub struct Sockets {
@@ -55,11 +59,16 @@ pub struct Sockets {
     slots: Arc<Semaphore>,
     authenticator: Arc<Authenticator>,
     stopping: watch::Receiver<bool>,
+    /// `server.max_body_bytes`: the largest message (and frame) a client may send.
+    max_message_bytes: usize,
+    /// `server.cors_allowed_origins`: pages of other origins that may open a socket.
+    allowed_origins: Vec<String>,
 }
 
 impl Sockets {
     pub fn new(
         settings: SubscriptionSettings,
+        server: &ServerSettings,
         authenticator: Arc<Authenticator>,
         stopping: watch::Receiver<bool>,
     ) -> Self {
@@ -68,6 +77,8 @@ impl Sockets {
             settings,
             authenticator,
             stopping,
+            max_message_bytes: server.max_body_bytes,
+            allowed_origins: server.cors_allowed_origins.clone(),
         }
     }
 
@@ -94,6 +105,13 @@ pub async fn upgrade(state: AppState, mut parts: Parts) -> Response {
         return refusal(
             StatusCode::NOT_FOUND,
             "subscriptions are turned off here (subscriptions.enabled = false)",
+        );
+    }
+    if !sites::websocket_origin_allowed(&parts.headers, &sockets.allowed_origins) {
+        return refusal(
+            StatusCode::FORBIDDEN,
+            "pages of other origins may not open a WebSocket here: list the page's origin in \
+             server.cors_allowed_origins",
         );
     }
     let Some(protocol) = parts
@@ -127,19 +145,17 @@ pub async fn upgrade(state: AppState, mut parts: Parts) -> Response {
         Err(rejection) => return rejection.into_response(),
     };
     let header_authorization = parts.headers.get(header::AUTHORIZATION).cloned();
+    // The socket keeps its connection's slot of server.max_connections after the upgrade.
+    let connection_slot = parts.extensions.get::<ConnectionSlot>().cloned();
+    let max_message_bytes = sockets.max_message_bytes;
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| serve(socket, protocol, state, slot, header_authorization))
-}
-
-fn refusal(status: StatusCode, message: &str) -> Response {
-    let body = serde_json::json!({ "errors": [{ "message": message }] });
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+        .max_message_size(max_message_bytes)
+        .max_frame_size(max_message_bytes)
+        .on_upgrade(move |socket| async move {
+            serve(socket, protocol, state, slot, header_authorization).await;
+            drop(connection_slot);
+        })
 }
 
 /// Runs one connection until either side closes it.
@@ -160,17 +176,29 @@ async fn serve(
 
     let input = {
         let last_heard = Arc::clone(&last_heard);
+        let connection = Arc::clone(&connection);
+        let max_message_bytes = sockets.max_message_bytes;
         stream
-            .take_while(|message| future::ready(message.is_ok()))
-            .filter_map(move |message| {
-                if let Ok(mut heard) = last_heard.lock() {
-                    *heard = Instant::now();
+            .take_while(move |message| {
+                if let Err(error) = message {
+                    close_for_read_error(&connection, error, max_message_bytes);
                 }
-                future::ready(match message {
+                future::ready(message.is_ok())
+            })
+            .filter_map(move |message| {
+                let payload = match message {
                     Ok(Message::Text(text)) => Some(text.as_bytes().to_vec()),
                     Ok(Message::Binary(bytes)) => Some(bytes.to_vec()),
+                    // Pings and pongs are the transport's own: a client's automatic pong is
+                    // no sign that anyone is using the socket.
                     _ => None,
-                })
+                };
+                if payload.is_some()
+                    && let Ok(mut heard) = last_heard.lock()
+                {
+                    *heard = Instant::now();
+                }
+                future::ready(payload)
             })
     };
     let on_init = {
@@ -260,7 +288,11 @@ async fn serve(
                 {
                     break Some((FORBIDDEN, "unauthorized".to_owned(), None));
                 }
-                None => break None,
+                // The client's side ended: for a reason worth a close code (an oversized
+                // message), if its reader asked for one.
+                None => break connection
+                    .close_requested()
+                    .map(|closing| (closing.code, closing.reason, Some(closing.label))),
             },
             closing = connection.closing() => {
                 break Some((closing.code, closing.reason, Some(closing.label)));
@@ -322,6 +354,33 @@ async fn serve(
     }
     metrics.record_socket(-1);
     drop(slot);
+}
+
+/// Closes the connection with the code that names why reading from the client failed: 1009
+/// for a message or frame over `server.max_body_bytes` (refused before it was parsed), 1002
+/// for a breach of the WebSocket protocol. A connection that is simply gone needs no close.
+fn close_for_read_error(connection: &Connection, error: &axum::Error, max_message_bytes: usize) {
+    use tungstenite::error::{CapacityError, Error};
+    let Some(error) =
+        std::error::Error::source(error).and_then(|source| source.downcast_ref::<Error>())
+    else {
+        return;
+    };
+    match error {
+        Error::Capacity(CapacityError::MessageTooLong { .. } | CapacityError::TooManyHeaders) => {
+            connection.close(
+                MESSAGE_TOO_BIG,
+                format!(
+                    "a message is larger than {max_message_bytes} bytes (server.max_body_bytes)"
+                ),
+                "too_big",
+            )
+        }
+        Error::Protocol(_) | Error::Utf8(_) => {
+            connection.close(PROTOCOL_ERROR, "WebSocket protocol error", "protocol_error");
+        }
+        _ => {}
+    }
 }
 
 /// The bearer token of a `connection_init` payload: `{"authorization": "Bearer <token>"}`
