@@ -56,7 +56,9 @@ async fn assert_live(app: &TestApp) {
     assert_eq!(live.status(), 200);
 }
 
-#[tokio::test]
+// Two workers: were validation to expand the bomb, one would spin in it and the other still
+// time the answer out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fragment_bomb_beside_the_operation_that_runs_is_refused_before_validation() {
     let app = spawn_app().await;
     let bomb = fragment_bomb(20);
@@ -513,6 +515,18 @@ async fn production_serves_metrics_on_its_own_listener_not_on_the_public_port() 
     );
     let client = reqwest::Client::new();
     assert_eq!(get_status(&client, &address, "/metrics").await, 404);
+    // (The tests give it port 0, as they run servers side by side; the file names its own.)
+    let production: toml::Table = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/production.toml"),
+    )
+    .unwrap()
+    .parse()
+    .unwrap();
+    let listen = production["metrics"]["listen"].as_str().unwrap_or_default();
+    assert!(
+        listen.starts_with("127.0.0.1:"),
+        "metrics.listen = {listen:?}"
+    );
     assert_eq!(get_status(&client, &address, "/health/live").await, 200);
     assert!(server.terminate().success());
 }

@@ -6,6 +6,7 @@ mod cli;
 mod clients;
 mod container;
 mod diagnostics;
+mod generated_documents;
 mod geo;
 mod health;
 mod helpers;
