@@ -9,14 +9,15 @@
 //!   holds the rest);
 //! - hyper's timer is set, so a request's head must arrive within
 //!   `server.header_read_timeout_secs`, which also closes idle keep-alive connections (the
-//!   body's own timeout is tower-http's, in the router);
+//!   body's bound is where it is read: `routes::graphql`);
 //! - upgrades (WebSockets) are served;
 //! - on the stop signal no connection is accepted any more, and every open one finishes the
 //!   request it is serving and then closes.
 
 use std::{future::Future, io, sync::Arc, time::Duration};
 
-use axum::{Router, extract::Request};
+use axum::{Router, extract::Request, http::header};
+use futures_util::future::{self, Either};
 use hyper::{body::Incoming, server::conn::http1};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{
@@ -25,13 +26,17 @@ use tokio::{
 };
 use tower_service::Service;
 
+use crate::routes::sites::HostAllowlist;
+
 /// How connections are bounded.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnectionLimits {
     pub max_connections: usize,
     pub header_read_timeout: Duration,
     /// The kernel's send buffer per connection (`server.socket_send_buffer_bytes`).
     pub send_buffer_bytes: usize,
+    /// The `Host` names a server on loopback answers (`routes::sites`); `None` elsewhere.
+    pub hosts: Option<Arc<HostAllowlist>>,
 }
 
 /// One of the `server.max_connections` slots, held by a socket until it closes; in each
@@ -76,8 +81,9 @@ pub async fn serve(
             () = &mut stop => break,
         };
         tune(&stream, limits.send_buffer_bytes);
+        let service = service(router.clone(), slot.clone(), limits.hosts.clone());
         let connection = http
-            .serve_connection(TokioIo::new(stream), service(router.clone(), slot.clone()))
+            .serve_connection(TokioIo::new(stream), service)
             .with_upgrades();
         let mut stopping = stopping.clone();
         tokio::spawn(async move {
@@ -104,11 +110,14 @@ pub async fn serve(
     Ok(())
 }
 
-/// The router as hyper's service for one connection, each request carrying the connection's
-/// slot.
+/// The router as hyper's service for one connection: a request whose `Host` this server does
+/// not answer is refused before routing (421), and an upgrade request carries the
+/// connection's slot for the socket to keep. (Here rather than as middleware: a layer of
+/// axum's `from_fn` boxes every request's future, which the benchmark showed.)
 fn service(
     router: Router,
     slot: ConnectionSlot,
+    hosts: Option<Arc<HostAllowlist>>,
 ) -> impl hyper::service::Service<
     hyper::Request<Incoming>,
     Response = axum::response::Response,
@@ -116,11 +125,21 @@ fn service(
     Future = impl Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send,
 > + Clone {
     hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-        request.extensions_mut().insert(slot.clone());
+        if let Some(refusal) = hosts
+            .as_ref()
+            .and_then(|hosts| hosts.refusal(request.headers()))
+        {
+            return Either::Left(future::ready(Ok(refusal)));
+        }
+        if request.headers().contains_key(header::UPGRADE) {
+            request.extensions_mut().insert(slot.clone());
+        }
         // A Router is always ready: `call` needs no `poll_ready` first.
-        router
-            .clone()
-            .call(request.map(axum::body::Body::new) as Request)
+        Either::Right(
+            router
+                .clone()
+                .call(request.map(axum::body::Body::new) as Request),
+        )
     })
 }
 

@@ -14,7 +14,6 @@ use tokio::{net::TcpListener, sync::watch};
 use tower_http::{
     cors::{AllowOrigin, CorsLayer},
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    timeout::RequestBodyTimeoutLayer,
     trace::TraceLayer,
 };
 use tracing::{Span, field::Empty};
@@ -180,6 +179,7 @@ impl Application {
                 max_connections: settings.server.max_connections,
                 header_read_timeout: Duration::from_secs(settings.server.header_read_timeout_secs),
                 send_buffer_bytes: settings.server.socket_send_buffer_bytes,
+                hosts: HostAllowlist::for_server(&settings.server),
             },
         })
     }
@@ -326,16 +326,6 @@ pub fn router(state: AppState, settings: &Settings, metrics_on_main_port: bool) 
                 .expose_headers([REQUEST_ID.clone()])
                 .max_age(Duration::from_secs(600)),
         );
-    }
-    // A client must send a request's body within server.body_read_timeout_secs (its head is
-    // bounded by the connection's own timer, in `connections`).
-    router = router.layer(RequestBodyTimeoutLayer::new(Duration::from_secs(
-        settings.server.body_read_timeout_secs,
-    )));
-    if let Some(allowlist) = HostAllowlist::for_server(&settings.server) {
-        router = router.layer(middleware::from_fn(move |request, next| {
-            HostAllowlist::check(Arc::clone(&allowlist), request, next)
-        }));
     }
     router
         .layer(

@@ -68,7 +68,7 @@ pub fn build_schema(parts: SchemaParts) -> AppSchema {
     let pipeline = Pipeline {
         telemetry: Telemetry::new(Arc::clone(&parts.metrics)),
         documents: Documents::new(parts.documents),
-        authorization: Authorization::new(parts.authenticator),
+        authorization: Authorization::new(parts.authenticator, limits.request_timeout),
         cost: Cost::new(limits, parts.subscription_max_complexity),
         subscription_limit: SubscriptionLimit::new(parts.subscriptions_per_connection),
         database_gate: DatabaseGate::new(parts.health, parts.db.clone()),

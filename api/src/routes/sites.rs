@@ -16,9 +16,7 @@
 use std::sync::Arc;
 
 use axum::{
-    extract::Request,
     http::{HeaderMap, StatusCode, header},
-    middleware::Next,
     response::Response,
 };
 use url::Url;
@@ -51,21 +49,18 @@ impl HostAllowlist {
         names_loopback(&host) || self.extra.contains(&host)
     }
 
-    /// Middleware: refuses a request whose `Host` this server does not answer to.
-    pub async fn check(allowlist: Arc<Self>, request: Request, next: Next) -> Response {
-        match request
-            .headers()
-            .get(header::HOST)
-            .map(|host| host.to_str())
-        {
+    /// The answer to a request whose `Host` this server does not answer to; `None` for the
+    /// others.
+    pub fn refusal(&self, headers: &HeaderMap) -> Option<Response> {
+        match headers.get(header::HOST).map(|host| host.to_str()) {
             // HTTP/1.0 clients may send none; browsers always do.
-            None => next.run(request).await,
-            Some(Ok(host)) if allowlist.allows(host) => next.run(request).await,
-            Some(_) => refusal(
+            None => None,
+            Some(Ok(host)) if self.allows(host) => None,
+            Some(_) => Some(refusal(
                 StatusCode::MISDIRECTED_REQUEST,
                 "this server listens on a loopback address and answers only Host names of \
                  loopback (localhost, 127.0.0.1, [::1]) or those in server.allowed_hosts",
-            ),
+            )),
         }
     }
 }

@@ -8,7 +8,7 @@
 //! where the settings open nothing to anonymous callers (`UNAUTHENTICATED`, HTTP 401); a JWT
 //! while the provider's keys are not loaded yet (`SERVICE_UNAVAILABLE`).
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use async_graphql::{Request, ServerResult, parser::types::OperationType};
 
@@ -19,27 +19,42 @@ use crate::graphql::limits::{has_mutation, selected_operation};
 
 pub struct Authorization {
     authenticator: Arc<Authenticator>,
+    /// `server.request_timeout_secs`, to name in a refusal.
+    request_timeout: Duration,
 }
 
 impl Authorization {
-    pub fn new(authenticator: Arc<Authenticator>) -> Self {
-        Self { authenticator }
+    pub fn new(authenticator: Arc<Authenticator>, request_timeout: Duration) -> Self {
+        Self {
+            authenticator,
+            request_timeout,
+        }
     }
 
     /// Authenticates the caller of `request` and puts their `Access` into its data, or refuses.
     pub async fn admit(&self, origin: Option<&Origin>, request: &mut Request) -> ServerResult<()> {
         let authorization = origin.and_then(|origin| origin.authorization.as_ref());
-        let principal = self
+        let authenticated = self
             .authenticator
-            .authenticate(authorization.map(|value| value.as_bytes()))
-            .await
-            .map_err(|error| match error {
-                AuthError::KeysNotLoaded => ApiError::KeysNotLoaded.into_request_error(),
-                AuthError::Invalid(reason) => {
-                    tracing::debug!("refused a bearer token: {reason}");
-                    ApiError::Unauthenticated.into_request_error()
-                }
-            })?;
+            .authenticate(authorization.map(|value| value.as_bytes()));
+        // Only a credential can wait (for the identity provider's keys); an HTTP request's
+        // deadline bounds that wait too.
+        let deadline = origin.and_then(|origin| origin.deadline);
+        let principal = match deadline.filter(|_| authorization.is_some()) {
+            Some(deadline) => tokio::time::timeout_at(deadline, authenticated)
+                .await
+                .map_err(|_elapsed| {
+                    ApiError::RequestTimeout(self.request_timeout).into_request_error()
+                })?,
+            None => authenticated.await,
+        }
+        .map_err(|error| match error {
+            AuthError::KeysNotLoaded => ApiError::KeysNotLoaded.into_request_error(),
+            AuthError::Invalid(reason) => {
+                tracing::debug!("refused a bearer token: {reason}");
+                ApiError::Unauthenticated.into_request_error()
+            }
+        })?;
         if let Some(subject) = &principal.subject {
             tracing::Span::current().record("subject", subject.as_str());
         }

@@ -40,10 +40,13 @@ impl DatabaseGate {
             return refused();
         }
         tokio::pin!(execution);
+        // A full pool has connected: only a pool that may still open a connection is watched
+        // (which spares the busy path a timer per operation).
+        let may_connect = self.pool_may_connect();
         let response = tokio::select! {
             response = &mut execution => response,
             () = self.health.went_down() => return refused(),
-            () = tokio::time::sleep(SLOW_START) => {
+            () = tokio::time::sleep(SLOW_START), if may_connect => {
                 if self.pool_is_connecting() {
                     self.health.report_trouble();
                 }
@@ -70,7 +73,11 @@ impl DatabaseGate {
     /// refused connection would go unnoticed until the acquire timeout. (A pool whose every
     /// connection is busy with slow statements is not connecting: that is load, not trouble.)
     fn pool_is_connecting(&self) -> bool {
+        self.pool_may_connect() && self.db.get_postgres_connection_pool().num_idle() == 0
+    }
+
+    fn pool_may_connect(&self) -> bool {
         let pool = self.db.get_postgres_connection_pool();
-        pool.num_idle() == 0 && pool.size() < pool.options().get_max_connections()
+        pool.size() < pool.options().get_max_connections()
     }
 }

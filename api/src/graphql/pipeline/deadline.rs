@@ -2,33 +2,23 @@
 //! answered `TIMEOUT` (HTTP 504). Statements it left running are cancelled by PostgreSQL's own
 //! `statement_timeout`, which is shorter.
 //!
-//! Over HTTP the limit is the whole request's, not each operation's: the transport sets a
-//! [`RequestDeadline`] when the request arrives, every operation of a batch runs within what
-//! is left of it, and the transport bounds the stages before execution (waiting for the
-//! identity provider's keys) by the same instant. Over a WebSocket each operation has the
-//! limit to itself.
+//! Over HTTP the limit is the whole request's, not each operation's: the transport notes the
+//! instant in the request's [`Origin`] when the request arrives, every operation of a batch
+//! runs within what is left of it, and the transport bounds the stages before execution
+//! (reading the body, waiting for the identity provider's keys) by the same instant. Over a
+//! WebSocket each operation has the limit to itself.
 
 use std::time::Duration;
 
 use async_graphql::{Response, extensions::ExtensionContext};
 use tokio::time::Instant;
 
+use super::Origin;
 use crate::error::ApiError;
 
-/// When the HTTP request that carries an operation must be answered; in the request's data.
-#[derive(Debug, Clone, Copy)]
-pub struct RequestDeadline(pub Instant);
-
-impl RequestDeadline {
-    /// `limit` from now.
-    pub fn after(limit: Duration) -> Self {
-        Self(Instant::now() + limit)
-    }
-
-    /// The answer for an operation the deadline cut off.
-    pub fn passed(limit: Duration) -> Response {
-        Response::from_errors(vec![ApiError::RequestTimeout(limit).into_request_error()])
-    }
+/// The answer for an operation the deadline cut off.
+fn passed(limit: Duration) -> Response {
+    Response::from_errors(vec![ApiError::RequestTimeout(limit).into_request_error()])
 }
 
 pub struct Deadline {
@@ -49,11 +39,12 @@ impl Deadline {
     ) -> Response {
         let own = Instant::now() + self.limit;
         let deadline = ctx
-            .data_opt::<RequestDeadline>()
-            .map_or(own, |request| request.0.min(own));
+            .data_opt::<Origin>()
+            .and_then(|origin| origin.deadline)
+            .map_or(own, |request| request.min(own));
         match tokio::time::timeout_at(deadline, execution).await {
             Ok(response) => response,
-            Err(_elapsed) => RequestDeadline::passed(self.limit),
+            Err(_elapsed) => passed(self.limit),
         }
     }
 }

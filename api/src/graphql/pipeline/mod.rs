@@ -72,6 +72,9 @@ pub struct Origin {
     pub transport: Transport,
     /// The `Authorization` header (or, over a WebSocket, its equivalent in `connection_init`).
     pub authorization: Option<HeaderValue>,
+    /// When an HTTP request must be answered, all its operations included; none over a
+    /// WebSocket, where each operation has `server.request_timeout_secs` to itself.
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 impl Origin {

@@ -6,6 +6,7 @@
 //! Names are cut at 64 characters.
 
 use std::{
+    borrow::Cow,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -61,30 +62,32 @@ impl Telemetry {
         });
         let take = |name: &Mutex<Option<String>>| name.lock().ok().and_then(|mut name| name.take());
         let executed_as = take(&record.executed_as);
+        let named_by_client = take(&record.named_by_client);
         let logged = executed_as
             .as_deref()
-            .or(take(&record.named_by_client).as_deref())
-            .map_or_else(|| "anonymous".to_owned(), shortened);
-        tracing::Span::current().record("operation", logged.as_str());
+            .or(named_by_client.as_deref())
+            .map_or(Cow::Borrowed("anonymous"), shortened);
+        tracing::Span::current().record("operation", &*logged);
         // Only an operation that passed validation earns a label of its own: names of
-        // refused documents, chosen freely by anyone, must not fill the label slots.
-        let label = match executed_as {
-            Some(name) => shortened(&name),
-            None if record.ran.load(Ordering::Relaxed) => "anonymous".to_owned(),
-            None => UNVALIDATED.to_owned(),
+        // refused documents, chosen freely by anyone, must not fill the label slots. (The
+        // metrics cut and clean label values themselves.)
+        let label = match executed_as.as_deref() {
+            Some(name) => name,
+            None if record.ran.load(Ordering::Relaxed) => "anonymous",
+            None => UNVALIDATED,
         };
-        self.metrics.record_request(&label, outcome, elapsed);
+        self.metrics.record_request(label, outcome, elapsed);
     }
 }
 
 /// The metric label of operations refused before they ran.
 const UNVALIDATED: &str = "unvalidated";
-/// Longer operation names are cut in labels and log lines.
+/// Longer operation names are cut in log lines.
 const MAX_NAME_CHARS: usize = 64;
 
-fn shortened(name: &str) -> String {
+fn shortened(name: &str) -> Cow<'_, str> {
     match name.char_indices().nth(MAX_NAME_CHARS) {
-        Some((end, _)) => format!("{}…", &name[..end]),
-        None => name.to_owned(),
+        Some((end, _)) => Cow::Owned(format!("{}…", &name[..end])),
+        None => Cow::Borrowed(name),
     }
 }

@@ -19,7 +19,7 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::graphql::pipeline::{Origin, Transport, deadline::RequestDeadline};
+use crate::graphql::pipeline::{Origin, Transport};
 use crate::routes::ide;
 use crate::state::AppState;
 use accept::{Accept, MediaType};
@@ -28,7 +28,7 @@ use wire::Operations;
 /// `POST /graphql`: one operation, or a batch of them, as JSON.
 pub async fn post(State(state): State<AppState>, request: Request) -> Response {
     let started = Instant::now();
-    let deadline = RequestDeadline::after(state.limits.request_timeout);
+    let deadline = tokio::time::Instant::now() + state.limits.request_timeout;
     if let Err(rejection) = wire::from_query_string(request.uri().query().unwrap_or_default())
         && rejection.field.as_deref() == Some("access_token")
     {
@@ -39,7 +39,7 @@ pub async fn post(State(state): State<AppState>, request: Request) -> Response {
         Ok(media) => media,
         Err(_) => return refuse(&state, started, Rejection::not_acceptable()),
     };
-    let operations = match read_body(&state, request).await {
+    let operations = match read_body(&state, request, deadline).await {
         Ok(body) => wire::from_body(&body, state.limits.max_batch_size),
         Err(rejection) => Err(rejection),
     };
@@ -50,41 +50,20 @@ pub async fn post(State(state): State<AppState>, request: Request) -> Response {
     let origin = Origin {
         transport: Transport::Post,
         authorization: headers.get(header::AUTHORIZATION).cloned(),
+        deadline: Some(deadline),
     };
     match operations {
-        Operations::Single(request) => respond::single(
-            execute_by(&state, deadline, request.data(origin)).await,
-            media,
-        ),
+        Operations::Single(request) => {
+            respond::single(state.schema.execute(request.data(origin)).await, media)
+        }
         Operations::Batch(requests) => {
             // In order, one at a time: a batch's mutations apply in the order they were sent,
             // all within the one deadline.
             let mut responses = Vec::with_capacity(requests.len());
             for request in requests {
-                responses.push(execute_by(&state, deadline, request.data(origin.clone())).await);
+                responses.push(state.schema.execute(request.data(origin.clone())).await);
             }
             respond::batch(&responses, media)
-        }
-    }
-}
-
-/// Runs one operation of an HTTP request within what is left of the request's deadline. The
-/// pipeline's deadline policy cuts execution off at the same instant (and counts it); this
-/// bounds the stages before it too (waiting for the identity provider's keys).
-async fn execute_by(
-    state: &AppState,
-    deadline: RequestDeadline,
-    request: async_graphql::Request,
-) -> async_graphql::Response {
-    let started = Instant::now();
-    let execution = state.schema.execute(request.data(deadline));
-    match tokio::time::timeout_at(deadline.0, execution).await {
-        Ok(response) => response,
-        Err(_elapsed) => {
-            state
-                .metrics
-                .record_request("unvalidated", "TIMEOUT", started.elapsed());
-            RequestDeadline::passed(state.limits.request_timeout)
         }
     }
 }
@@ -119,9 +98,9 @@ pub async fn get(State(state): State<AppState>, request: Request) -> Response {
     let origin = Origin {
         transport: Transport::Get,
         authorization,
+        deadline: Some(tokio::time::Instant::now() + state.limits.request_timeout),
     };
-    let deadline = RequestDeadline::after(state.limits.request_timeout);
-    let response = execute_by(&state, deadline, request.data(origin)).await;
+    let response = state.schema.execute(request.data(origin)).await;
     let cacheable = response.errors.is_empty();
     let mut answer = respond::single(response, media);
     let headers = answer.headers_mut();
@@ -150,7 +129,15 @@ fn cache_control(state: &AppState, authorized: bool) -> Option<HeaderValue> {
     HeaderValue::from_str(&format!("{scope}, max-age={max_age}")).ok()
 }
 
-async fn read_body(state: &AppState, request: Request) -> Result<Bytes, Rejection> {
+/// The body of a JSON POST, within `server.body_read_timeout_secs` from now and the request's
+/// deadline, whichever comes first: a whole-body bound, which a body dripping in a byte at a
+/// time cannot stretch (tower-http's `RequestBodyTimeoutLayer` restarts its timer at every
+/// chunk, and cost every request two timers and a boxed body in the benchmark).
+async fn read_body(
+    state: &AppState,
+    request: Request,
+    deadline: tokio::time::Instant,
+) -> Result<Bytes, Rejection> {
     let max_body_bytes = state.limits.max_body_bytes;
     let too_large = || {
         Rejection::new(
@@ -182,38 +169,34 @@ async fn read_body(state: &AppState, request: Request) -> Result<Bytes, Rejectio
             "send the operation as JSON with Content-Type: application/json",
         ));
     }
+    let (within, setting) = if state.limits.body_read_timeout <= state.limits.request_timeout {
+        (
+            state.limits.body_read_timeout,
+            "server.body_read_timeout_secs",
+        )
+    } else {
+        (state.limits.request_timeout, "server.request_timeout_secs")
+    };
+    let read_by = deadline.min(tokio::time::Instant::now() + within);
     // Bounded by the router's DefaultBodyLimit (server.max_body_bytes).
-    Bytes::from_request(request, state)
-        .await
-        .map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                too_large()
-            } else if caused_by::<tower_http::timeout::TimeoutError>(&rejection) {
-                Rejection::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "REQUEST_TIMEOUT",
-                    format!(
-                        "the request body did not arrive within {} s \
-                         (server.body_read_timeout_secs)",
-                        state.limits.body_read_timeout.as_secs()
-                    ),
-                )
-            } else {
-                Rejection::new(rejection.status(), "BAD_REQUEST", rejection.body_text())
-            }
-        })
-}
-
-/// Whether `error`, or any error that caused it, is an `E`.
-fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(error);
-    while let Some(error) = cause {
-        if error.is::<E>() {
-            return true;
+    let read = tokio::time::timeout_at(read_by, Bytes::from_request(request, state)).await;
+    let Ok(read) = read else {
+        return Err(Rejection::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "REQUEST_TIMEOUT",
+            format!(
+                "the request body did not arrive within {} s ({setting})",
+                within.as_secs()
+            ),
+        ));
+    };
+    read.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            Rejection::new(rejection.status(), "BAD_REQUEST", rejection.body_text())
         }
-        cause = error.source();
-    }
-    false
+    })
 }
 
 /// Answers a request refused before it reached the schema, and counts it.

@@ -249,6 +249,7 @@ async fn serve(
             data.insert(Origin {
                 transport: Transport::WebSocket,
                 authorization,
+                deadline: None,
             });
             data.insert(Arc::clone(&connection));
             Ok(data)
