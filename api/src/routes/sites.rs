@@ -44,9 +44,14 @@ impl HostAllowlist {
         })
     }
 
+    /// Without allocating: this runs for every request.
     fn allows(&self, host_header: &str) -> bool {
-        let host = without_port(host_header).to_ascii_lowercase();
-        names_loopback(&host) || self.extra.contains(&host)
+        let host = without_port(host_header);
+        names_loopback(host)
+            || self
+                .extra
+                .iter()
+                .any(|allowed| allowed.eq_ignore_ascii_case(host))
     }
 
     /// The answer to a request whose `Host` this server does not answer to; `None` for the
@@ -99,7 +104,14 @@ pub fn websocket_origin_allowed(headers: &HeaderMap, allowed_origins: &[String])
 /// Whether `host` (no port; an IPv6 address in brackets or not) names this machine's
 /// loopback; browsers resolve `*.localhost` there themselves.
 fn names_loopback(host: &str) -> bool {
-    is_loopback_host(host) || host.to_ascii_lowercase().ends_with(".localhost")
+    const SUFFIX: &str = ".localhost";
+    host == "127.0.0.1"
+        || is_loopback_host(host)
+        || host
+            .len()
+            .checked_sub(SUFFIX.len())
+            .and_then(|start| host.get(start..))
+            .is_some_and(|end| end.eq_ignore_ascii_case(SUFFIX))
 }
 
 /// `host[:port]` or `[v6]:port`, split; the name keeps an IPv6 address's brackets.
