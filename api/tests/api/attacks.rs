@@ -362,13 +362,7 @@ async fn a_batch_shares_one_deadline() {
         settings.database.statement_timeout_ms = 10_000;
     })
     .await;
-    let blocker = app.database.connect().await;
-    use sea_orm::{ConnectionTrait, TransactionTrait};
-    let transaction = blocker.begin().await.unwrap();
-    transaction
-        .execute_unprepared("LOCK TABLE stations IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let (_blocker, transaction) = app.lock_stations().await;
     let batch: Vec<Value> = (0..4)
         .map(|_| json!({ "query": "{ stations { totalCount } }" }))
         .collect();
@@ -430,13 +424,7 @@ async fn queries_sent_over_a_websocket_count_against_its_in_flight_limit() {
         settings.database.statement_timeout_ms = 10_000;
     })
     .await;
-    let blocker = app.database.connect().await;
-    use sea_orm::{ConnectionTrait, TransactionTrait};
-    let transaction = blocker.begin().await.unwrap();
-    transaction
-        .execute_unprepared("LOCK TABLE stations IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let (_blocker, transaction) = app.lock_stations().await;
     let mut client = LiveClient::connect(&app.address, TRANSPORT_WS, json!({}))
         .await
         .expect("connection_ack");

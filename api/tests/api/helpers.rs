@@ -375,6 +375,22 @@ impl TestApp {
         body["data"]["createStation"].clone()
     }
 
+    /// Holds an exclusive lock on `stations` from a connection of the test's own until the
+    /// transaction ends, so that the server's statements on the table wait.
+    pub async fn lock_stations(&self) -> (DatabaseConnection, sea_orm::DatabaseTransaction) {
+        use sea_orm::TransactionTrait;
+        let blocker = self.database.connect().await;
+        let transaction = blocker
+            .begin()
+            .await
+            .expect("begin the blocking transaction");
+        transaction
+            .execute_unprepared("LOCK TABLE stations IN ACCESS EXCLUSIVE MODE")
+            .await
+            .expect("lock the stations table");
+        (blocker, transaction)
+    }
+
     pub async fn station_count(&self) -> i64 {
         let row = self
             .db

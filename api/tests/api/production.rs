@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use serde_json::{Value, json};
 
 use crate::helpers::{
@@ -16,18 +15,6 @@ const CREATE: &str =
 
 fn station(code: &str) -> Value {
     json!({ "input": { "code": code, "name": "Guarded", "lat": 1.0, "lng": 2.0 } })
-}
-
-/// Holds an exclusive lock on `stations` from a connection of the test's own until the
-/// transaction ends, so that the server's statements on the table wait.
-async fn lock_stations(app: &TestApp) -> (DatabaseConnection, DatabaseTransaction) {
-    let blocker = app.database.connect().await;
-    let transaction = blocker.begin().await.unwrap();
-    transaction
-        .execute_unprepared("LOCK TABLE stations IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
-    (blocker, transaction)
 }
 
 /// Sends `query` with an optional Authorization header; returns status and JSON body.
@@ -247,7 +234,7 @@ async fn a_slow_statement_is_cancelled_and_a_full_pool_fails_fast() {
     .await;
     app.create_station("LOCK", "Locked", 0.0, 0.0).await;
     // The test holds a lock the server's reads must wait for.
-    let (_blocker, transaction) = lock_stations(&app).await;
+    let (_blocker, transaction) = app.lock_stations().await;
 
     let slow = {
         let (client, address) = (app.client.clone(), app.address.clone());
@@ -291,7 +278,7 @@ async fn a_request_over_the_request_timeout_gets_504() {
         settings.database.statement_timeout_ms = 5_000;
     })
     .await;
-    let (_blocker, transaction) = lock_stations(&app).await;
+    let (_blocker, transaction) = app.lock_stations().await;
     let response = app
         .client
         .post(format!("{}/graphql", app.address))
