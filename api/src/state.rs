@@ -1,6 +1,9 @@
 //! What every HTTP handler can reach.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Instant};
+
+use axum::http::StatusCode;
+use serde_json::Value;
 
 use sea_orm::DatabaseConnection;
 
@@ -11,7 +14,6 @@ use crate::graphql::AppSchema;
 use crate::graphql::limits::Limits;
 use crate::metrics::Metrics;
 use crate::routes::graphql::websocket::Sockets;
-use crate::routes::health::ReadinessCache;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -31,6 +33,7 @@ pub struct AppState {
     pub sockets: Arc<Sockets>,
     /// Static tokens and the identity provider's keys, for readiness.
     pub authenticator: Arc<Authenticator>,
-    /// The last readiness answer, reused for a second.
-    pub readiness: Arc<ReadinessCache>,
+    /// The last readiness answer (`routes::health`), when it was made, and what it said;
+    /// reused for a second.
+    pub readiness: Arc<tokio::sync::Mutex<Option<(Instant, StatusCode, Value)>>>,
 }

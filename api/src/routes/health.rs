@@ -24,13 +24,10 @@ pub async fn live() -> Json<Value> {
 /// database.
 const READINESS_REUSE: Duration = Duration::from_secs(1);
 
-/// The last readiness answer and when it was made; its lock also makes concurrent probes wait
-/// for the one check in flight instead of each starting another.
-#[derive(Default)]
-pub struct ReadinessCache(tokio::sync::Mutex<Option<(Instant, StatusCode, Value)>>);
-
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let mut last = state.readiness.0.lock().await;
+    // Its lock also makes concurrent probes wait for the one check in flight instead of each
+    // starting another.
+    let mut last = state.readiness.lock().await;
     if let Some((at, status, body)) = &*last
         && at.elapsed() < READINESS_REUSE
     {
