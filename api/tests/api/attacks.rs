@@ -15,7 +15,7 @@ use crate::helpers::{
     ServerProcess, TestApp, TestDatabase, error_code, error_field, error_message, get_status,
     post_graphql, run, spawn_app, spawn_app_with, stations_api,
 };
-use crate::live::{LiveClient, TRANSPORT_WS};
+use crate::live::{LiveClient, TRANSPORT_WS, upgrade_request};
 use crate::scram_cluster::ScramCluster;
 
 /// `query A { __typename } query B { ...F20 }` where each fragment spreads the one before it
@@ -165,21 +165,7 @@ async fn a_websocket_message_over_the_body_limit_closes_the_socket_with_1009() {
 #[tokio::test]
 async fn a_websocket_from_a_page_of_another_origin_is_refused_with_403() {
     let app = spawn_app().await;
-    let upgrade = |origin: Option<&str>| {
-        let mut request = app
-            .client
-            .get(format!("{}/graphql", app.address))
-            .header("connection", "upgrade")
-            .header("upgrade", "websocket")
-            .header("sec-websocket-version", "13")
-            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
-            .header("sec-websocket-protocol", TRANSPORT_WS);
-        if let Some(origin) = origin {
-            request = request.header("origin", origin);
-        }
-        request.send()
-    };
-    let foreign = upgrade(Some("http://attacker.example")).await.unwrap();
+    let foreign = upgrade_request(&app.address, Some("http://attacker.example")).await;
     assert_eq!(foreign.status(), 403);
     let body: Value = foreign.json().await.unwrap();
     assert!(
@@ -190,8 +176,13 @@ async fn a_websocket_from_a_page_of_another_origin_is_refused_with_403() {
         "{body}"
     );
     let own_origin = app.address.clone();
-    assert_eq!(upgrade(Some(&own_origin)).await.unwrap().status(), 101);
-    assert_eq!(upgrade(None).await.unwrap().status(), 101);
+    assert_eq!(
+        upgrade_request(&app.address, Some(&own_origin))
+            .await
+            .status(),
+        101
+    );
+    assert_eq!(upgrade_request(&app.address, None).await.status(), 101);
 }
 
 #[tokio::test]
@@ -200,18 +191,8 @@ async fn a_listed_origin_may_open_a_websocket() {
         settings.server.cors_allowed_origins = vec!["https://app.example.com".to_owned()];
     })
     .await;
-    let status = app
-        .client
-        .get(format!("{}/graphql", app.address))
-        .header("connection", "upgrade")
-        .header("upgrade", "websocket")
-        .header("sec-websocket-version", "13")
-        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
-        .header("sec-websocket-protocol", TRANSPORT_WS)
-        .header("origin", "https://app.example.com")
-        .send()
+    let status = upgrade_request(&app.address, Some("https://app.example.com"))
         .await
-        .unwrap()
         .status();
     assert_eq!(status, 101);
 }

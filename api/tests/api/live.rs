@@ -167,6 +167,22 @@ impl LiveClient {
     }
 }
 
+/// A WebSocket upgrade of `GET /graphql` as a plain HTTP request (from a page of `origin`,
+/// when given): the server's answer, 101 or its refusal.
+pub async fn upgrade_request(http_address: &str, origin: Option<&str>) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .get(format!("{http_address}/graphql"))
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .header("sec-websocket-protocol", TRANSPORT_WS);
+    if let Some(origin) = origin {
+        request = request.header("origin", origin);
+    }
+    request.send().await.expect("send the upgrade request")
+}
+
 /// A subscriber that reads nothing after subscribing, with a receive buffer as small as the
 /// kernel allows: what the server sends it piles up on the server's side.
 pub struct SlowReader {

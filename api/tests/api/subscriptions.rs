@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, assert_no_errors, spawn_app, spawn_app_with};
 use crate::live::{
-    LEGACY_WS, LiveClient, TRANSPORT_WS, wait_until_listening, wait_until_subscribed,
+    LEGACY_WS, LiveClient, TRANSPORT_WS, upgrade_request, wait_until_listening,
+    wait_until_subscribed,
 };
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -237,16 +238,7 @@ async fn limits_on_subscriptions_and_sockets_name_their_settings() {
     // A second socket that never sends connection_init is closed with 4408.
     let mut silent = LiveClient::open(&app.address, TRANSPORT_WS).await;
     // A third socket is one too many.
-    let response = reqwest::Client::new()
-        .get(format!("{}/graphql", app.address))
-        .header("connection", "upgrade")
-        .header("upgrade", "websocket")
-        .header("sec-websocket-version", "13")
-        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
-        .header("sec-websocket-protocol", TRANSPORT_WS)
-        .send()
-        .await
-        .unwrap();
+    let response = upgrade_request(&app.address, None).await;
     assert_eq!(response.status(), 503);
     assert!(
         response
