@@ -35,18 +35,15 @@ impl HostAllowlist {
     pub fn for_server(server: &ServerSettings) -> Option<Arc<Self>> {
         is_loopback_host(&server.host).then(|| {
             Arc::new(Self {
-                extra: server
-                    .allowed_hosts
-                    .iter()
-                    .map(|host| host.to_ascii_lowercase())
-                    .collect(),
+                // Compared without regard to case, as host names are.
+                extra: server.allowed_hosts.clone(),
             })
         })
     }
 
     /// Without allocating: this runs for every request.
     fn allows(&self, host_header: &str) -> bool {
-        let host = without_port(host_header);
+        let (host, _port) = split_port(host_header);
         names_loopback(host)
             || self
                 .extra
@@ -129,10 +126,6 @@ fn split_port(host: &str) -> (&str, Option<u16>) {
         },
         None => (host, None),
     }
-}
-
-fn without_port(host: &str) -> &str {
-    split_port(host).0
 }
 
 #[cfg(test)]
