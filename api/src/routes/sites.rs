@@ -16,13 +16,14 @@
 use std::sync::Arc;
 
 use axum::{
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, header},
     response::Response,
 };
 use url::Url;
 
 use super::refusal;
 use crate::configuration::{ServerSettings, is_loopback_host};
+use crate::error::ErrorCode;
 
 /// The `Host` values a loopback server answers.
 #[derive(Debug)]
@@ -59,7 +60,7 @@ impl HostAllowlist {
             None => None,
             Some(Ok(host)) if self.allows(host) => None,
             Some(_) => Some(refusal(
-                StatusCode::MISDIRECTED_REQUEST,
+                ErrorCode::MisdirectedRequest,
                 "this server listens on a loopback address and answers only Host names of \
                  loopback (localhost, 127.0.0.1, [::1]) or those in server.allowed_hosts",
             )),

@@ -17,7 +17,7 @@ use async_graphql::Response;
 use sea_orm::DatabaseConnection;
 
 use crate::database::health::DatabaseHealth;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// How long an operation runs before a pool that is still connecting counts as trouble.
 const SLOW_START: Duration = Duration::from_millis(200);
@@ -56,13 +56,10 @@ impl DatabaseGate {
                 }
             }
         };
-        let database_trouble = response.errors.iter().any(|error| {
-            error
-                .extensions
-                .as_ref()
-                .and_then(|extensions| extensions.get("code"))
-                .is_some_and(|code| *code == async_graphql::Value::from("SERVICE_UNAVAILABLE"))
-        });
+        let database_trouble = response
+            .errors
+            .iter()
+            .any(|error| ErrorCode::of(error).is_some_and(ErrorCode::is_database_trouble));
         if database_trouble {
             self.health.report_trouble();
         }

@@ -6,17 +6,17 @@
 
 use async_graphql::Response;
 
+use crate::error::ErrorCode;
+
 /// Gives each error of `response` without a code the one it calls for.
 pub fn assign(response: &mut Response) {
     for error in &mut response.errors {
-        let extensions = error.extensions.get_or_insert_with(Default::default);
-        if extensions.get("code").is_none() {
-            let code = if error.path.is_empty() {
-                "GRAPHQL_VALIDATION_FAILED"
-            } else {
-                "BAD_USER_INPUT"
-            };
-            extensions.set("code", code);
+        let uncoded = error
+            .extensions
+            .as_ref()
+            .is_none_or(|extensions| extensions.get("code").is_none());
+        if uncoded {
+            ErrorCode::for_uncoded(error).mark(error);
         }
     }
 }

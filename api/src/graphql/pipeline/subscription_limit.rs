@@ -6,11 +6,12 @@
 use std::sync::Arc;
 
 use async_graphql::{
-    Response, ServerError,
+    Response,
     extensions::{ExtensionContext, NextSubscribe},
     futures_util::stream::{self, BoxStream, StreamExt},
 };
 
+use crate::error::ErrorCode;
 use crate::live::connection::Connection;
 
 pub struct SubscriptionLimit {
@@ -49,20 +50,12 @@ impl SubscriptionLimit {
             return next.run(ctx, stream);
         };
         if !connection.start_subscription(self.per_connection) {
-            let mut refusal = ServerError::new(
-                format!(
-                    "this connection runs {} operations already (subscriptions, and queries \
-                     or mutations not answered yet), the limit \
-                     (subscriptions.max_per_connection): wait, stop one, or open another \
-                     connection",
-                    self.per_connection
-                ),
-                None,
-            );
-            refusal
-                .extensions
-                .get_or_insert_with(Default::default)
-                .set("code", "TOO_MANY_SUBSCRIPTIONS");
+            let refusal = ErrorCode::TooManySubscriptions.request_error(format!(
+                "this connection runs {} operations already (subscriptions, and queries or \
+                 mutations not answered yet), the limit (subscriptions.max_per_connection): \
+                 wait, stop one, or open another connection",
+                self.per_connection
+            ));
             return stream::once(async move { Response::from_errors(vec![refusal]) }).boxed();
         }
         let running = Running { connection };

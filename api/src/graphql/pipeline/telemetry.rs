@@ -14,9 +14,9 @@ use std::{
     time::Duration,
 };
 
-use async_graphql::{Response, Value};
+use async_graphql::Response;
 
-use crate::error::known_code;
+use crate::error::ErrorCode;
 use crate::metrics::Metrics;
 
 pub struct Telemetry {
@@ -54,12 +54,7 @@ impl Telemetry {
 
     /// Records an operation that ended with `response` after `elapsed`.
     pub fn finish(&self, record: &OperationRecord, response: &Response, elapsed: Duration) {
-        let outcome = response.errors.first().map_or("ok", |error| {
-            match error.extensions.as_ref().and_then(|e| e.get("code")) {
-                Some(Value::String(code)) => known_code(code),
-                _ => "other",
-            }
-        });
+        let outcome = response.errors.first().map_or("ok", ErrorCode::label_of);
         let take = |name: &Mutex<Option<String>>| name.lock().ok().and_then(|mut name| name.take());
         let executed_as = take(&record.executed_as);
         let named_by_client = take(&record.named_by_client);

@@ -5,24 +5,7 @@
 
 use axum::http::{HeaderMap, header};
 
-/// The two media types a GraphQL response may be sent as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MediaType {
-    /// `application/graphql-response+json`: status codes tell request errors (4xx) from
-    /// results (2xx), and the body is known to be a GraphQL response even from a proxy's error.
-    GraphqlResponse,
-    /// `application/json`: every well-formed request answers 200, errors in the body.
-    Json,
-}
-
-impl MediaType {
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Self::GraphqlResponse => "application/graphql-response+json; charset=utf-8",
-            Self::Json => "application/json; charset=utf-8",
-        }
-    }
-}
+use crate::error::ResponseMedia;
 
 /// The client accepts neither media type.
 #[derive(Debug, PartialEq, Eq)]
@@ -58,16 +41,16 @@ impl Accept {
     }
 
     /// The media type to answer a GraphQL request in.
-    pub fn graphql(&self) -> Result<MediaType, NotAcceptable> {
+    pub fn graphql(&self) -> Result<ResponseMedia, NotAcceptable> {
         if self.ranges.is_empty() {
-            return Ok(MediaType::Json);
+            return Ok(ResponseMedia::Json);
         }
         let preferred = self.quality("application", "graphql-response+json");
         let json = self.quality("application", "json");
         match (preferred, json) {
             (None, None) => Err(NotAcceptable),
-            (Some(_), None) => Ok(MediaType::GraphqlResponse),
-            (None, Some(_)) => Ok(MediaType::Json),
+            (Some(_), None) => Ok(ResponseMedia::GraphqlResponse),
+            (None, Some(_)) => Ok(ResponseMedia::Json),
             (Some((q_preferred, how_preferred)), Some((q_json, how_json))) => {
                 // Equal qualities: the media type the client named beats one it only allowed
                 // by a wildcard, and when it named both, the one made for GraphQL wins.
@@ -76,9 +59,9 @@ impl Accept {
                         && how_preferred == Specificity::Exact
                         && how_json <= Specificity::Exact);
                 Ok(if preferred_wins {
-                    MediaType::GraphqlResponse
+                    ResponseMedia::GraphqlResponse
                 } else {
-                    MediaType::Json
+                    ResponseMedia::Json
                 })
             }
         }
@@ -155,7 +138,7 @@ mod tests {
 
     #[test]
     fn the_media_type_follows_the_clients_preference() {
-        use MediaType::{GraphqlResponse, Json};
+        use ResponseMedia::{GraphqlResponse, Json};
         let cases = [
             ("application/graphql-response+json", Ok(GraphqlResponse)),
             ("application/json", Ok(Json)),

@@ -19,10 +19,11 @@ use axum::{
 };
 use serde_json::json;
 
+use crate::error::{ErrorCode, ResponseMedia};
 use crate::graphql::pipeline::{Origin, Transport};
 use crate::routes::ide;
 use crate::state::AppState;
-use accept::{Accept, MediaType};
+use accept::Accept;
 use wire::Operations;
 
 /// `POST /graphql`: one operation, or a batch of them, as JSON.
@@ -141,8 +142,7 @@ async fn read_body(
     let max_body_bytes = state.limits.max_body_bytes;
     let too_large = || {
         Rejection::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "PAYLOAD_TOO_LARGE",
+            ErrorCode::PayloadTooLarge,
             format!(
                 "the request body is larger than {max_body_bytes} bytes (server.max_body_bytes)"
             ),
@@ -164,8 +164,7 @@ async fn read_body(
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
     if !is_json {
         return Err(Rejection::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UNSUPPORTED_MEDIA_TYPE",
+            ErrorCode::UnsupportedMediaType,
             "send the operation as JSON with Content-Type: application/json",
         ));
     }
@@ -182,8 +181,7 @@ async fn read_body(
     let read = tokio::time::timeout_at(read_by, Bytes::from_request(request, state)).await;
     let Ok(read) = read else {
         return Err(Rejection::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "REQUEST_TIMEOUT",
+            ErrorCode::RequestTimeout,
             format!(
                 "the request body did not arrive within {} s ({setting})",
                 within.as_secs()
@@ -194,39 +192,39 @@ async fn read_body(
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             too_large()
         } else {
-            Rejection::new(rejection.status(), "BAD_REQUEST", rejection.body_text())
+            Rejection::new(ErrorCode::BadRequest, rejection.body_text())
         }
     })
 }
 
 /// Answers a request refused before it reached the schema, and counts it.
 fn refuse(state: &AppState, started: Instant, rejection: Rejection) -> Response {
-    state
-        .metrics
-        .record_request("invalid_request", rejection.code, started.elapsed());
+    state.metrics.record_request(
+        "invalid_request",
+        rejection.code.as_str(),
+        started.elapsed(),
+    );
     rejection.into_response()
 }
 
-/// Why a request was not even a GraphQL request: answered with a 4xx status and a
+/// Why a request was not even a GraphQL request: answered with the status of its code and a
 /// GraphQL-shaped error body, so that clients read it like any other error.
 #[derive(Debug)]
 pub struct Rejection {
-    status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
     /// The request parameter at fault (`variables`, `[2].query`).
     field: Option<String>,
-    media: MediaType,
+    media: ResponseMedia,
 }
 
 impl Rejection {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status,
             code,
             message: message.into(),
             field: None,
-            media: MediaType::Json,
+            media: ResponseMedia::Json,
         }
     }
 
@@ -235,15 +233,14 @@ impl Rejection {
         self
     }
 
-    fn in_media(mut self, media: MediaType) -> Self {
+    fn in_media(mut self, media: ResponseMedia) -> Self {
         self.media = media;
         self
     }
 
     fn not_acceptable() -> Self {
         Self::new(
-            StatusCode::NOT_ACCEPTABLE,
-            "NOT_ACCEPTABLE",
+            ErrorCode::NotAcceptable,
             "this endpoint answers application/graphql-response+json or application/json: \
              accept one of them",
         )
@@ -252,13 +249,13 @@ impl Rejection {
 
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
-        let mut extensions = json!({ "code": self.code });
+        let mut extensions = json!({ "code": self.code.as_str() });
         if let Some(field) = self.field {
             extensions["field"] = json!(field);
         }
         let body = json!({ "errors": [{ "message": self.message, "extensions": extensions }] });
         (
-            self.status,
+            self.code.status(self.media),
             [(header::CONTENT_TYPE, self.media.content_type())],
             body.to_string(),
         )

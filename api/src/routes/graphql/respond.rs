@@ -16,15 +16,20 @@ use axum::{
 };
 use serde::Serialize;
 
-use super::accept::MediaType;
+use crate::error::{ErrorCode, ResponseMedia};
 
 /// The HTTP answer to one operation.
-pub fn single(response: async_graphql::Response, media: MediaType) -> Response {
+pub fn single(response: async_graphql::Response, media: ResponseMedia) -> Response {
     let request_error = is_request_error(&response);
-    let status = if is_refusal(&response) {
-        refusal_status(&response)
-    } else {
-        status(first_code(&response), request_error, media)
+    let status = match refused_caller(&response) {
+        Some(code) => code.status(media),
+        None if request_error => response
+            .errors
+            .first()
+            .and_then(ErrorCode::of)
+            .unwrap_or(ErrorCode::GraphqlValidationFailed)
+            .status(media),
+        None => StatusCode::OK,
     };
     let body = if request_error {
         serde_json::to_vec(&RequestErrors::of(&response))
@@ -54,7 +59,7 @@ pub fn single(response: async_graphql::Response, media: MediaType) -> Response {
 
 /// The HTTP answer to a batch: an array of responses in the order of the requests, 200 as a
 /// whole; each element carries its own errors and codes.
-pub fn batch(responses: &[async_graphql::Response], media: MediaType) -> Response {
+pub fn batch(responses: &[async_graphql::Response], media: ResponseMedia) -> Response {
     let elements: Vec<BatchElement> = responses
         .iter()
         .map(|response| {
@@ -76,62 +81,29 @@ pub fn is_request_error(response: &async_graphql::Response) -> bool {
         && response.errors.iter().all(|error| error.path.is_empty())
 }
 
-/// Whether the operation ran but a guard refused it, with nothing else to show: no data, and
-/// every error a refusal of who is calling. Answered 401 or 403, as a request error would be.
-fn is_refusal(response: &async_graphql::Response) -> bool {
-    response.data == async_graphql::Value::Null
-        && !response.errors.is_empty()
-        && response
-            .errors
-            .iter()
-            .all(|error| matches!(code_of(error), Some("UNAUTHENTICATED" | "FORBIDDEN")))
-}
-
-fn refusal_status(response: &async_graphql::Response) -> StatusCode {
-    if response
-        .errors
-        .iter()
-        .any(|error| code_of(error) == Some("UNAUTHENTICATED"))
-    {
-        StatusCode::UNAUTHORIZED
-    } else {
-        StatusCode::FORBIDDEN
+/// When a guard refused the caller and nothing else came of the operation (no data, every
+/// error a refusal of who is calling): the code to answer with, `UNAUTHENTICATED` (401) before
+/// `FORBIDDEN` (403), as a request error would be.
+fn refused_caller(response: &async_graphql::Response) -> Option<ErrorCode> {
+    if response.data != async_graphql::Value::Null || response.errors.is_empty() {
+        return None;
     }
-}
-
-fn code_of(error: &async_graphql::ServerError) -> Option<&str> {
-    match error.extensions.as_ref()?.get("code")? {
-        async_graphql::Value::String(code) => Some(code),
-        _ => None,
-    }
-}
-
-/// The first error's `extensions.code`.
-pub fn first_code(response: &async_graphql::Response) -> Option<&str> {
-    code_of(response.errors.first()?)
-}
-
-fn status(code: Option<&str>, request_error: bool, media: MediaType) -> StatusCode {
-    if !request_error {
-        return StatusCode::OK;
-    }
-    match code {
-        Some("UNAUTHENTICATED") => StatusCode::UNAUTHORIZED,
-        Some("FORBIDDEN" | "OPERATION_NOT_ALLOWLISTED") => StatusCode::FORBIDDEN,
-        Some("METHOD_NOT_ALLOWED") => StatusCode::METHOD_NOT_ALLOWED,
-        Some("SERVICE_UNAVAILABLE") => StatusCode::SERVICE_UNAVAILABLE,
-        Some("TIMEOUT") => StatusCode::GATEWAY_TIMEOUT,
-        Some("BAD_REQUEST") => StatusCode::BAD_REQUEST,
-        // As Apollo's router answers it: the document asked for is not here.
-        Some("PERSISTED_QUERY_NOT_FOUND") if media == MediaType::GraphqlResponse => {
-            StatusCode::NOT_FOUND
+    let mut answer = ErrorCode::Forbidden;
+    for error in &response.errors {
+        match ErrorCode::of(error) {
+            Some(ErrorCode::Unauthenticated) => answer = ErrorCode::Unauthenticated,
+            Some(code) if code.refuses_the_caller() => {}
+            _ => return None,
         }
-        _ if media == MediaType::GraphqlResponse => StatusCode::BAD_REQUEST,
-        _ => StatusCode::OK,
     }
+    Some(answer)
 }
 
-fn encoded(status: StatusCode, body: serde_json::Result<Vec<u8>>, media: MediaType) -> Response {
+fn encoded(
+    status: StatusCode,
+    body: serde_json::Result<Vec<u8>>,
+    media: ResponseMedia,
+) -> Response {
     match body {
         Ok(body) => (
             status,
@@ -144,7 +116,10 @@ fn encoded(status: StatusCode, body: serde_json::Result<Vec<u8>>, media: MediaTy
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 [(header::CONTENT_TYPE, media.content_type())],
-                r#"{"errors":[{"message":"internal error; the server log has the details","extensions":{"code":"INTERNAL"}}]}"#,
+                format!(
+                    r#"{{"errors":[{{"message":"internal error; the server log has the details","extensions":{{"code":"{}"}}}}]}}"#,
+                    ErrorCode::Internal
+                ),
             )
                 .into_response()
         }
@@ -179,41 +154,65 @@ enum BatchElement<'a> {
 mod tests {
     use super::*;
 
+    fn answered(response: async_graphql::Response, media: ResponseMedia) -> (u16, String) {
+        let answer = single(response, media);
+        let status = answer.status().as_u16();
+        let body = futures_util::FutureExt::now_or_never(axum::body::to_bytes(
+            answer.into_body(),
+            usize::MAX,
+        ))
+        .unwrap()
+        .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        (status, body["errors"][0]["extensions"]["code"].to_string())
+    }
+
+    #[test]
+    fn every_code_is_answered_with_its_status_and_spelling_in_both_media_types() {
+        for &code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
+            for media in [ResponseMedia::GraphqlResponse, ResponseMedia::Json] {
+                let refused = async_graphql::Response::from_errors(vec![code.request_error("no")]);
+                let (status, spelled) = answered(refused, media);
+                assert_eq!(status, code.status(media).as_u16(), "{code} {media:?}");
+                assert_eq!(spelled, format!("\"{code}\""));
+            }
+        }
+    }
+
     #[test]
     fn the_status_follows_the_spec_table_for_each_media_type() {
-        use MediaType::{GraphqlResponse, Json};
+        use ErrorCode::*;
+        use ResponseMedia::{GraphqlResponse, Json};
         let cases = [
-            (Some("GRAPHQL_PARSE_FAILED"), true, GraphqlResponse, 400),
-            (Some("GRAPHQL_PARSE_FAILED"), true, Json, 200),
-            (
-                Some("GRAPHQL_VALIDATION_FAILED"),
-                true,
-                GraphqlResponse,
-                400,
-            ),
-            (Some("GRAPHQL_VALIDATION_FAILED"), true, Json, 200),
-            (Some("UNAUTHENTICATED"), true, Json, 401),
-            (Some("METHOD_NOT_ALLOWED"), true, GraphqlResponse, 405),
-            (Some("SERVICE_UNAVAILABLE"), true, Json, 503),
-            (Some("TIMEOUT"), true, GraphqlResponse, 504),
-            (
-                Some("PERSISTED_QUERY_NOT_FOUND"),
-                true,
-                GraphqlResponse,
-                404,
-            ),
-            (Some("PERSISTED_QUERY_NOT_FOUND"), true, Json, 200),
-            (Some("BAD_USER_INPUT"), false, GraphqlResponse, 200),
-            (Some("SERVICE_UNAVAILABLE"), false, Json, 200),
-            (None, false, Json, 200),
+            (GraphqlParseFailed, GraphqlResponse, 400),
+            (GraphqlParseFailed, Json, 200),
+            (GraphqlValidationFailed, GraphqlResponse, 400),
+            (GraphqlValidationFailed, Json, 200),
+            (Unauthenticated, Json, 401),
+            (MethodNotAllowed, GraphqlResponse, 405),
+            (ServiceUnavailable, Json, 503),
+            (Timeout, GraphqlResponse, 504),
+            (PersistedQueryNotFound, GraphqlResponse, 404),
+            (PersistedQueryNotFound, Json, 200),
         ];
-        for (code, request_error, media, expected) in cases {
-            assert_eq!(
-                status(code, request_error, media).as_u16(),
-                expected,
-                "{code:?} {request_error} {media:?}"
-            );
+        for (code, media, expected) in cases {
+            assert_eq!(code.status(media).as_u16(), expected, "{code} {media:?}");
         }
+        // Whatever executed answers 200, its errors beside its data.
+        let mut field_error = BadUserInput.request_error("bad");
+        field_error.path = vec![async_graphql::PathSegment::Field("station".to_owned())];
+        let executed = async_graphql::Response::from_errors(vec![field_error]);
+        assert_eq!(answered(executed, GraphqlResponse).0, 200);
+        // A guard's refusal of the caller keeps its status even though the operation ran.
+        let mut guarded = Forbidden.request_error("no");
+        guarded.path = vec![async_graphql::PathSegment::Field(
+            "deleteStation".to_owned(),
+        )];
+        let mut unauthenticated = Unauthenticated.request_error("no");
+        unauthenticated.path = guarded.path.clone();
+        let refused = async_graphql::Response::from_errors(vec![guarded, unauthenticated]);
+        assert_eq!(answered(refused, Json).0, 401);
     }
 
     #[test]

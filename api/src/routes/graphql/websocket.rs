@@ -32,7 +32,7 @@ use axum::{
         FromRequestParts, WebSocketUpgrade,
         ws::{CloseFrame, Message, WebSocket},
     },
-    http::{HeaderValue, StatusCode, header, request::Parts},
+    http::{HeaderValue, header, request::Parts},
     response::{IntoResponse, Response},
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -40,6 +40,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use crate::auth::{Access, AuthError, Authenticator, Role};
 use crate::configuration::{ServerSettings, SubscriptionSettings};
 use crate::connections::ConnectionSlot;
+use crate::error::ErrorCode;
 use crate::graphql::pipeline::{Origin, Transport};
 use crate::live::connection::Connection;
 use crate::routes::{refusal, sites};
@@ -103,13 +104,13 @@ pub async fn upgrade(state: AppState, mut parts: Parts) -> Response {
     let sockets = Arc::clone(&state.sockets);
     if !sockets.settings.enabled {
         return refusal(
-            StatusCode::NOT_FOUND,
+            ErrorCode::SubscriptionsDisabled,
             "subscriptions are turned off here (subscriptions.enabled = false)",
         );
     }
     if !sites::websocket_origin_allowed(&parts.headers, &sockets.allowed_origins) {
         return refusal(
-            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
             "pages of other origins may not open a WebSocket here: list the page's origin in \
              server.cors_allowed_origins",
         );
@@ -125,14 +126,14 @@ pub async fn upgrade(state: AppState, mut parts: Parts) -> Response {
         })
     else {
         return refusal(
-            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
             "name a sub-protocol in Sec-WebSocket-Protocol: graphql-transport-ws (the graphql-ws \
              library) or graphql-ws (subscriptions-transport-ws)",
         );
     };
     let Ok(slot) = Arc::clone(&sockets.slots).try_acquire_owned() else {
         return refusal(
-            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ServiceUnavailable,
             &format!(
                 "this replica serves {} WebSocket connections already, its limit \
                  (subscriptions.max_connections): retry later, or on another replica",

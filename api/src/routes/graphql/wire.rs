@@ -7,11 +7,11 @@
 //! as raw text and deserialized straight into what async-graphql takes.
 
 use async_graphql::{Extensions, Variables};
-use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::Rejection;
+use crate::error::ErrorCode;
 
 /// What one HTTP request carries.
 pub enum Operations {
@@ -46,16 +46,14 @@ pub fn from_body(body: &[u8], max_batch_size: usize) -> Result<Operations, Rejec
             let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(not_json)?;
             if max_batch_size == 0 {
                 return Err(Rejection::new(
-                    StatusCode::BAD_REQUEST,
-                    "BATCH_NOT_ALLOWED",
+                    ErrorCode::BatchNotAllowed,
                     "batched requests (a JSON array) are turned off here \
                      (graphql.max_batch_size = 0): send one operation per request",
                 ));
             }
             if items.len() > max_batch_size {
                 return Err(Rejection::new(
-                    StatusCode::BAD_REQUEST,
-                    "BATCH_TOO_LARGE",
+                    ErrorCode::BatchTooLarge,
                     format!(
                         "the batch holds {} operations; the limit is {max_batch_size} \
                          (graphql.max_batch_size)",
@@ -204,7 +202,7 @@ fn typed<T: for<'de> Deserialize<'de>>(
 }
 
 fn bad_request(field: Option<String>, message: impl Into<String>) -> Rejection {
-    let rejection = Rejection::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message);
+    let rejection = Rejection::new(ErrorCode::BadRequest, message);
     match field {
         Some(field) => rejection.with_field(field),
         None => rejection,

@@ -2,7 +2,12 @@
 //!
 //! Every error a resolver returns passes through [`ApiError`]: the crate enables
 //! async-graphql's `custom-error-conversion`, so no other error type can reach a response by
-//! accident and carry SQL or connection details with it.
+//! accident and carry SQL or connection details with it. Each variant names its
+//! [`ErrorCode`].
+
+mod code;
+
+pub use code::{ErrorCode, ResponseMedia};
 
 use async_graphql::ErrorExtensions;
 use sea_orm::DbErr;
@@ -121,44 +126,6 @@ pub enum ApiError {
     Internal(#[source] anyhow::Error),
 }
 
-/// Every code an error may carry, for metric labels.
-const CODES: [&str; 24] = [
-    "BAD_USER_INPUT",
-    "NOT_FOUND",
-    "CONFLICT",
-    "UNAUTHENTICATED",
-    "FORBIDDEN",
-    "TIMEOUT",
-    "SERVICE_UNAVAILABLE",
-    "INTERNAL",
-    "GRAPHQL_PARSE_FAILED",
-    "GRAPHQL_VALIDATION_FAILED",
-    "QUERY_TOO_DEEP",
-    "QUERY_TOO_COMPLEX",
-    "TOO_MANY_FIELDS",
-    "PERSISTED_QUERY_NOT_FOUND",
-    "PERSISTED_QUERY_HASH_MISMATCH",
-    "OPERATION_NOT_ALLOWLISTED",
-    "METHOD_NOT_ALLOWED",
-    "BAD_REQUEST",
-    "PAYLOAD_TOO_LARGE",
-    "UNSUPPORTED_MEDIA_TYPE",
-    "NOT_ACCEPTABLE",
-    "BATCH_TOO_LARGE",
-    "BATCH_NOT_ALLOWED",
-    "TOO_MANY_SUBSCRIPTIONS",
-];
-
-/// The `'static` spelling of an error code, for metric labels; unknown codes are "other", so
-/// that no client can grow the metrics.
-pub fn known_code(code: &str) -> &'static str {
-    CODES
-        .iter()
-        .find(|known| **known == code)
-        .copied()
-        .unwrap_or("other")
-}
-
 impl ApiError {
     pub fn bad_input(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::BadUserInput {
@@ -168,27 +135,27 @@ impl ApiError {
     }
 
     /// The stable `extensions.code` clients match on.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::BadUserInput { .. } => "BAD_USER_INPUT",
-            Self::NotFound { .. } => "NOT_FOUND",
-            Self::Conflict { .. } => "CONFLICT",
-            Self::Unauthenticated => "UNAUTHENTICATED",
-            Self::Forbidden { .. } => "FORBIDDEN",
-            Self::Timeout(_) | Self::RequestTimeout(_) => "TIMEOUT",
+            Self::BadUserInput { .. } => ErrorCode::BadUserInput,
+            Self::NotFound { .. } => ErrorCode::NotFound,
+            Self::Conflict { .. } => ErrorCode::Conflict,
+            Self::Unauthenticated => ErrorCode::Unauthenticated,
+            Self::Forbidden { .. } => ErrorCode::Forbidden,
+            Self::Timeout(_) | Self::RequestTimeout(_) => ErrorCode::Timeout,
             Self::ServiceUnavailable(_) | Self::DatabaseDown | Self::Busy | Self::KeysNotLoaded => {
-                "SERVICE_UNAVAILABLE"
+                ErrorCode::ServiceUnavailable
             }
-            Self::ParseFailed(_) => "GRAPHQL_PARSE_FAILED",
-            Self::QueryTooDeep(_) => "QUERY_TOO_DEEP",
-            Self::QueryTooComplex(_) => "QUERY_TOO_COMPLEX",
-            Self::TooManyFields(_) => "TOO_MANY_FIELDS",
-            Self::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
-            Self::PersistedQueryMismatch => "PERSISTED_QUERY_HASH_MISMATCH",
-            Self::NotAllowlisted => "OPERATION_NOT_ALLOWLISTED",
-            Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
-            Self::BadRequest { .. } => "BAD_REQUEST",
-            Self::Internal(_) => "INTERNAL",
+            Self::ParseFailed(_) => ErrorCode::GraphqlParseFailed,
+            Self::QueryTooDeep(_) => ErrorCode::QueryTooDeep,
+            Self::QueryTooComplex(_) => ErrorCode::QueryTooComplex,
+            Self::TooManyFields(_) => ErrorCode::TooManyFields,
+            Self::PersistedQueryNotFound => ErrorCode::PersistedQueryNotFound,
+            Self::PersistedQueryMismatch => ErrorCode::PersistedQueryHashMismatch,
+            Self::NotAllowlisted => ErrorCode::OperationNotAllowlisted,
+            Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            Self::BadRequest { .. } => ErrorCode::BadRequest,
+            Self::Internal(_) => ErrorCode::Internal,
         }
     }
 
@@ -255,7 +222,7 @@ impl From<ApiError> for async_graphql::Error {
         let code = error.code();
         let field = error.field().map(str::to_owned);
         async_graphql::Error::new(error.to_string()).extend_with(|_, extensions| {
-            extensions.set("code", code);
+            extensions.set("code", code.as_str());
             if let Some(field) = field {
                 extensions.set("field", field);
             }
