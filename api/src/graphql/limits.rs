@@ -124,14 +124,6 @@ pub fn selected_operation<'a>(
     }
 }
 
-/// Whether any operation of the document is a mutation.
-pub fn has_mutation(document: &ExecutableDocument) -> bool {
-    document
-        .operations
-        .iter()
-        .any(|(_, operation)| operation.node.ty == OperationType::Mutation)
-}
-
 /// What validation will walk in a document, measured without walking it that way.
 ///
 /// async-graphql validates every operation of a document, not only the one a request runs,
@@ -317,7 +309,6 @@ mod tests {
             OperationType::Mutation
         );
         assert!(selected_operation(&document, None).is_none());
-        assert!(has_mutation(&document));
     }
 
     proptest::proptest! {

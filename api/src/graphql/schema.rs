@@ -13,15 +13,15 @@ use super::mutation::observation::ObservationMutation;
 use super::mutation::station::StationMutation;
 use super::pipeline::{
     FieldHooks, Pipeline, authorization::Authorization, cost::Cost, database_gate::DatabaseGate,
-    deadline::Deadline, documents::Documents, subscription_limit::SubscriptionLimit,
-    telemetry::Telemetry,
+    deadline::Deadline, documents::Documents, loaders::Loaders,
+    operation_transport::OperationTransport, telemetry::Telemetry,
 };
 use super::query::observation::ObservationQuery;
 use super::query::station::StationQuery;
 use super::subscription::{observation::ObservationSubscription, station::StationSubscription};
 use crate::auth::Authenticator;
 use crate::database::health::DatabaseHealth;
-use crate::live::LiveHub;
+use crate::live::{LiveHub, subscription_limit::SubscriptionLimit};
 use crate::metrics::Metrics;
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
@@ -65,16 +65,20 @@ pub struct SchemaParts {
 pub fn build_schema(parts: SchemaParts) -> AppSchema {
     let limits = parts.limits;
     let batches = Arc::new(Batches::new(parts.db.clone()));
-    let pipeline = Pipeline {
-        telemetry: Telemetry::new(Arc::clone(&parts.metrics)),
-        documents: Documents::new(parts.documents),
-        authorization: Authorization::new(parts.authenticator, limits.request_timeout),
-        cost: Cost::new(limits, parts.subscription_max_complexity),
-        subscription_limit: SubscriptionLimit::new(parts.subscriptions_per_connection),
-        database_gate: DatabaseGate::new(parts.health, parts.db.clone()),
-        deadline: Deadline::new(limits.request_timeout),
-        batches: Arc::clone(&batches),
-    };
+    // Every operation passes these, in this order (`graphql::pipeline`).
+    let pipeline = Pipeline::new()
+        .then(Telemetry::new(Arc::clone(&parts.metrics)))
+        .then(Documents::new(parts.documents))
+        .then(Cost::new(limits, parts.subscription_max_complexity))
+        .then(OperationTransport)
+        .then(Authorization::new(
+            Arc::clone(&parts.authenticator),
+            limits.request_timeout,
+        ))
+        .then(DatabaseGate::new(parts.health, parts.db.clone()))
+        .then(Deadline::new(limits.request_timeout))
+        .then(Loaders::new(Arc::clone(&batches)))
+        .then(SubscriptionLimit::new(parts.subscriptions_per_connection));
     let mut builder = builder()
         .extension(pipeline.into_extension())
         .data(FieldHooks(false))

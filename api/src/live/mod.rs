@@ -9,6 +9,7 @@
 
 pub mod connection;
 pub mod listener;
+pub mod subscription_limit;
 
 use std::{collections::HashMap, sync::Arc};
 

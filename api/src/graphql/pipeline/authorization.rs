@@ -10,12 +10,12 @@
 
 use std::{sync::Arc, time::Duration};
 
-use async_graphql::{Request, ServerResult, parser::types::OperationType};
+use async_graphql::{ServerResult, parser::types::OperationType};
+use axum::http::HeaderValue;
 
-use super::Origin;
+use super::{Policy, Preparing};
 use crate::auth::{Access, AuthError, Authenticator, Role};
 use crate::error::ApiError;
-use crate::graphql::limits::{has_mutation, selected_operation};
 
 pub struct Authorization {
     authenticator: Arc<Authenticator>,
@@ -31,8 +31,48 @@ impl Authorization {
         }
     }
 
-    /// Authenticates the caller of `request` and puts their `Access` into its data, or refuses.
-    pub async fn admit(&self, origin: Option<&Origin>, request: &mut Request) -> ServerResult<()> {
+    /// Admits a WebSocket connection whose `connection_init` (or upgrade request) carries
+    /// `authorization`: the rules of queries apply (a token when `auth.require_for_queries`),
+    /// and a wrong token is refused whatever they say, so that its client knows at once rather
+    /// than at its first subscription. The message of a refusal is the one to close with.
+    pub async fn admit_connection(
+        &self,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<Access, async_graphql::Error> {
+        let refused = || {
+            async_graphql::Error::new(
+                "a valid bearer token is required: send {\"authorization\": \"Bearer \
+                 <token>\"} in connection_init",
+            )
+        };
+        let principal = match self
+            .authenticator
+            .authenticate(authorization.map(HeaderValue::as_bytes))
+            .await
+        {
+            Ok(principal) => principal,
+            Err(AuthError::KeysNotLoaded) => {
+                return Err(async_graphql::Error::new(
+                    "signing keys not loaded yet: retry shortly",
+                ));
+            }
+            Err(AuthError::Invalid(_)) => return Err(refused()),
+        };
+        let access = Access {
+            open_role: self.authenticator.open_role(),
+            principal,
+        };
+        if access.role() < Some(Role::Reader) {
+            return Err(refused());
+        }
+        Ok(access)
+    }
+}
+
+impl Policy for Authorization {
+    /// Authenticates the caller and puts their `Access` into the request's data, or refuses.
+    async fn prepare(&self, preparing: &mut Preparing) -> ServerResult<()> {
+        let origin = preparing.origin.as_ref();
         let authorization = origin.and_then(|origin| origin.authorization.as_ref());
         let authenticated = self
             .authenticator
@@ -63,20 +103,15 @@ impl Authorization {
             open_role: self.authenticator.open_role(),
         };
         if !access.principal.authenticated {
-            // When the document does not say which operation runs, validation refuses it
-            // later; until then it counts as a write if any of its operations is one.
-            let operation_name = request.operation_name.clone();
-            let document = request.parsed_query()?;
-            let write = selected_operation(document, operation_name.as_deref()).map_or_else(
-                || has_mutation(document),
-                |(_, kind, _)| kind == OperationType::Mutation,
-            );
-            let needed = if write { Role::Writer } else { Role::Reader };
+            let needed = match preparing.operation()?.kind {
+                OperationType::Mutation => Role::Writer,
+                OperationType::Query | OperationType::Subscription => Role::Reader,
+            };
             if access.role() < Some(needed) {
                 return Err(ApiError::Unauthenticated.into_request_error());
             }
         }
-        request.data.insert(access);
+        preparing.request.data.insert(access);
         Ok(())
     }
 }

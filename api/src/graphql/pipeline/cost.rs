@@ -14,8 +14,9 @@ use async_graphql::{
     parser::types::{DocumentOperations, ExecutableDocument, OperationType},
 };
 
+use super::{Policy, PreparedOperation, Preparing};
 use crate::error::ApiError;
-use crate::graphql::limits::{DocumentShape, Limits, selected_operation};
+use crate::graphql::limits::{DocumentShape, Limits};
 
 pub struct Cost {
     limits: Limits,
@@ -32,10 +33,8 @@ impl Cost {
         }
     }
 
-    /// Refuses a document larger than the limits in what validation would walk, or one whose
-    /// operation the request does not select; the kind of the operation that runs.
-    pub fn bound_document(&self, request: &mut Request) -> ServerResult<OperationType> {
-        let operation_name = request.operation_name.clone();
+    /// Refuses a document larger than the limits in what validation would walk.
+    fn bound_document(&self, request: &mut Request) -> ServerResult<()> {
         let document = request.parsed_query()?;
         let shape = DocumentShape::of(document);
         let limits = &self.limits;
@@ -62,57 +61,60 @@ impl Cost {
             ))
             .into_request_error());
         }
-        match selected_operation(document, operation_name.as_deref()) {
-            Some((_, kind, _)) => Ok(kind),
-            None => Err(unselectable(document, operation_name.as_deref()).into_request_error()),
-        }
+        Ok(())
+    }
+}
+
+impl Policy for Cost {
+    /// The document within the limits, then the operation it runs: one the request selects.
+    async fn prepare(&self, preparing: &mut Preparing) -> ServerResult<()> {
+        self.bound_document(&mut preparing.request)?;
+        preparing.operation()?;
+        Ok(())
     }
 
-    /// Refuses what validation measured deeper or costlier than the limits for its `kind`.
-    pub fn check(
+    /// Refuses what validation measured deeper or costlier than the limits for its kind.
+    fn validated(
         &self,
-        result: ValidationResult,
-        kind: Option<OperationType>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        if kind == Some(OperationType::Subscription)
+        operation: &PreparedOperation,
+        result: &ValidationResult,
+    ) -> ServerResult<()> {
+        if operation.kind == OperationType::Subscription
             && result.complexity > self.subscription_max_complexity
         {
-            return Err(vec![
-                ApiError::QueryTooComplex(format!(
-                    "the subscription costs {}, resolved again for every event: each field costs \
+            return Err(ApiError::QueryTooComplex(format!(
+                "the subscription costs {}, resolved again for every event: each field costs \
                      1 and a list field its page size times what it selects; the limit is {} \
                      (subscriptions.max_complexity)",
-                    result.complexity, self.subscription_max_complexity
-                ))
-                .into_request_error(),
-            ]);
+                result.complexity, self.subscription_max_complexity
+            ))
+            .into_request_error());
         }
         if result.depth > self.limits.max_depth {
-            return Err(vec![
-                ApiError::QueryTooDeep(format!(
-                    "the query nests selections {} levels deep; the limit is {} \
+            return Err(ApiError::QueryTooDeep(format!(
+                "the query nests selections {} levels deep; the limit is {} \
                      (graphql.max_depth)",
-                    result.depth, self.limits.max_depth
-                ))
-                .into_request_error(),
-            ]);
+                result.depth, self.limits.max_depth
+            ))
+            .into_request_error());
         }
         if result.complexity > self.limits.max_complexity {
-            return Err(vec![
-                ApiError::QueryTooComplex(format!(
-                    "the query costs {}: each field costs 1 and a list field its page size times \
+            return Err(ApiError::QueryTooComplex(format!(
+                "the query costs {}: each field costs 1 and a list field its page size times \
                      what it selects; the limit is {} (graphql.max_complexity)",
-                    result.complexity, self.limits.max_complexity
-                ))
-                .into_request_error(),
-            ]);
+                result.complexity, self.limits.max_complexity
+            ))
+            .into_request_error());
         }
-        Ok(result)
+        Ok(())
     }
 }
 
 /// Why no operation of `document` is the one to run.
-fn unselectable(document: &ExecutableDocument, operation_name: Option<&str>) -> ApiError {
+pub(super) fn unselectable(
+    document: &ExecutableDocument,
+    operation_name: Option<&str>,
+) -> ServerError {
     const NAMES_SHOWN: usize = 10;
     let names: Vec<&str> = match &document.operations {
         DocumentOperations::Single(_) => Vec::new(),
@@ -142,4 +144,5 @@ fn unselectable(document: &ExecutableDocument, operation_name: Option<&str>) -> 
         field: "operationName".to_owned(),
         message,
     }
+    .into_request_error()
 }

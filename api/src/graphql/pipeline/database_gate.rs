@@ -16,6 +16,7 @@ use std::{sync::Arc, time::Duration};
 use async_graphql::Response;
 use sea_orm::DatabaseConnection;
 
+use super::{Policy, PreparedOperation};
 use crate::database::health::DatabaseHealth;
 use crate::error::{ApiError, ErrorCode};
 
@@ -32,9 +33,26 @@ impl DatabaseGate {
         Self { health, db }
     }
 
+    /// Whether the pool is opening a connection for want of an idle one: the moment when a
+    /// refused connection would go unnoticed until the acquire timeout. (A pool whose every
+    /// connection is busy with slow statements is not connecting: that is load, not trouble.)
+    fn pool_is_connecting(&self) -> bool {
+        self.pool_may_connect() && self.db.get_postgres_connection_pool().num_idle() == 0
+    }
+
+    fn pool_may_connect(&self) -> bool {
+        let pool = self.db.get_postgres_connection_pool();
+        pool.size() < pool.options().get_max_connections()
+    }
+}
+
+impl Policy for DatabaseGate {
     /// Runs `execution` unless the database is known to be down, and abandons it if the
     /// database goes down meanwhile.
-    pub async fn guard(&self, execution: impl Future<Output = Response>) -> Response {
+    async fn around_execute<F>(&self, _operation: &PreparedOperation, execution: F) -> Response
+    where
+        F: Future<Output = Response> + Send,
+    {
         let refused = || Response::from_errors(vec![ApiError::DatabaseDown.into_request_error()]);
         if self.health.is_down() {
             return refused();
@@ -64,17 +82,5 @@ impl DatabaseGate {
             self.health.report_trouble();
         }
         response
-    }
-
-    /// Whether the pool is opening a connection for want of an idle one: the moment when a
-    /// refused connection would go unnoticed until the acquire timeout. (A pool whose every
-    /// connection is busy with slow statements is not connecting: that is load, not trouble.)
-    fn pool_is_connecting(&self) -> bool {
-        self.pool_may_connect() && self.db.get_postgres_connection_pool().num_idle() == 0
-    }
-
-    fn pool_may_connect(&self) -> bool {
-        let pool = self.db.get_postgres_connection_pool();
-        pool.size() < pool.options().get_max_connections()
     }
 }

@@ -10,16 +10,11 @@
 
 use std::time::Duration;
 
-use async_graphql::{Response, extensions::ExtensionContext};
+use async_graphql::Response;
 use tokio::time::Instant;
 
-use super::Origin;
+use super::{Policy, PreparedOperation};
 use crate::error::ApiError;
-
-/// The answer for an operation the deadline cut off.
-fn passed(limit: Duration) -> Response {
-    Response::from_errors(vec![ApiError::RequestTimeout(limit).into_request_error()])
-}
 
 pub struct Deadline {
     limit: Duration,
@@ -29,22 +24,26 @@ impl Deadline {
     pub fn new(limit: Duration) -> Self {
         Self { limit }
     }
+}
 
+impl Policy for Deadline {
     /// `execution`'s response, or `TIMEOUT` when it runs past the limit, or past its
     /// request's deadline when that comes first.
-    pub async fn bound(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        execution: impl Future<Output = Response>,
-    ) -> Response {
+    async fn around_execute<F>(&self, operation: &PreparedOperation, execution: F) -> Response
+    where
+        F: Future<Output = Response> + Send,
+    {
         let own = Instant::now() + self.limit;
-        let deadline = ctx
-            .data_opt::<Origin>()
+        let deadline = operation
+            .origin
+            .as_ref()
             .and_then(|origin| origin.deadline)
             .map_or(own, |request| request.min(own));
         match tokio::time::timeout_at(deadline, execution).await {
             Ok(response) => response,
-            Err(_elapsed) => passed(self.limit),
+            Err(_elapsed) => Response::from_errors(vec![
+                ApiError::RequestTimeout(self.limit).into_request_error(),
+            ]),
         }
     }
 }

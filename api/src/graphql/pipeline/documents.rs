@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use async_graphql::{Request, ServerResult, Value, parser::parse_query};
 
+use super::{Policy, Preparing};
 use crate::error::ApiError;
 use crate::graphql::document_store::{DocumentHash, DocumentStore};
 use crate::graphql::limits::{MAX_NESTING, nesting_depth};
@@ -27,8 +28,9 @@ impl Documents {
         Self { store }
     }
 
-    /// `request` with its document parsed (or taken from the store), or why it has none.
-    pub fn prepare(&self, mut request: Request) -> ServerResult<Request> {
+    /// Parses `request`'s document (or takes it from the store); its hash, or why it has no
+    /// document.
+    fn document(&self, request: &mut Request) -> ServerResult<DocumentHash> {
         let persisted = persisted_hash(&request).map_err(ApiError::into_request_error)?;
         let hash = match persisted {
             Some(hash) if request.query.is_empty() => {
@@ -41,7 +43,7 @@ impl Documents {
                 })?;
                 request.query.clone_from(&stored.text);
                 request.set_parsed_query(stored.document.clone());
-                return Ok(request);
+                return Ok(hash);
             }
             Some(hash) => {
                 if DocumentHash::of(&request.query) != hash {
@@ -62,7 +64,14 @@ impl Documents {
                 request.set_parsed_query(document);
             }
         }
-        Ok(request)
+        Ok(hash)
+    }
+}
+
+impl Policy for Documents {
+    async fn prepare(&self, preparing: &mut Preparing) -> ServerResult<()> {
+        preparing.hash = Some(self.document(&mut preparing.request)?);
+        Ok(())
     }
 }
 

@@ -1,45 +1,76 @@
 //! The policies every GraphQL operation passes, whatever carried it (GET, POST, a batch, a
-//! persisted query, a WebSocket), each in a file of its own, and the one async-graphql
-//! extension (<https://docs.rs/async-graphql/7/async_graphql/extensions/index.html>) that runs
-//! them, stage by stage, in this order:
+//! persisted query, a WebSocket). The list that runs is written where the schema is built
+//! (`graphql::schema`), top to bottom, each policy in a file of its own:
 //!
-//! - the whole operation: [`telemetry`] times it (metrics, and the request span's operation
-//!   name), around [`error_codes`], which gives every error a stable `extensions.code`;
-//! - before validation: [`documents`] (persisted queries and the parsed-document store,
-//!   nesting checked before parsing), [`cost`]'s bound on the whole document (what validation
-//!   will walk, and which operation runs), [`operation_transport`] (a GET carries no mutation,
-//!   plain HTTP no subscription), then [`authorization`] (who may run this kind of operation);
-//! - after validation: [`cost`]'s depth and complexity;
-//! - execution: [`database_gate`] (none while the database is known to be down) around
-//!   [`deadline`] (within `server.request_timeout_secs`), with each operation's own batch
-//!   loaders (`loaders`);
-//! - a subscription: [`subscription_limit`], per WebSocket connection.
+//! ```text
+//! Pipeline::new()
+//!     .then(Telemetry)          every operation timed and labelled, refusals included
+//!     .then(Documents)          persisted queries, the parsed-document store, the parser
+//!     .then(Cost)               what validation will walk; which operation runs; depth, complexity
+//!     .then(OperationTransport) a GET carries no mutation, plain HTTP no subscription
+//!     .then(Authorization)      who is calling, and may they run this kind of operation
+//!     .then(DatabaseGate)       no execution while the database is known to be down
+//!     .then(Deadline)           execution within server.request_timeout_secs
+//!     .then(Loaders)            each operation's own batch loaders
+//!     .then(SubscriptionLimit)  operations at once on one WebSocket
+//! ```
 //!
-//! One extension rather than one per policy: async-graphql runs every extension's hooks for
-//! every operation and every field, so each extension costs every request a little, whether it
-//! hooks a stage or not (measured: bench/run, README's Performance section).
+//! A policy implements [`Policy`], whose hooks all let the operation through by default, so it
+//! overrides only the stages it cares about: [`Policy::prepare`] (before validation, the
+//! operation known), [`Policy::validated`] (what validation measured),
+//! [`Policy::around_execute`] (the first policy's wraps all the others'),
+//! [`Policy::subscribe`] (every operation of a WebSocket, as a stream) and [`Policy::finish`]
+//! (the response, every error with its code). The operation a request runs is worked out once
+//! ([`PreparedOperation`]) and shared by every hook.
+//!
+//! The list is one async-graphql extension
+//! (<https://docs.rs/async-graphql/7/async_graphql/extensions/index.html>), composed at compile
+//! time: async-graphql runs every extension's hooks for every operation and every field, so an
+//! extension per policy would cost every request a little for each (measured: bench/run,
+//! docs/performance.md).
 //!
 //! A refusal by any of them is a GraphQL request error (no `data`, no `path`), which the
-//! transport answers with the status its code calls for.
+//! transport answers with the status of its `ErrorCode`.
+//!
+//! ## Rules that are the transport's
+//!
+//! Some rules are broken before there is an operation to give the policies, or concern the
+//! connection rather than an operation. They stay with the transport, in front:
+//!
+//! | Rule | Refusal | Where | Why not a policy |
+//! | --- | --- | --- | --- |
+//! | `Host` names loopback (loopback servers) | 421 `MISDIRECTED_REQUEST` | `connections` | every path, the IDE and health checks included |
+//! | body is `application/json`, within `server.max_body_bytes`, in time | 415, 413, 408 | `routes::graphql` | no operation exists before the body is read |
+//! | `Accept` allows a GraphQL response | 406 `NOT_ACCEPTABLE` | `routes::graphql` | decides how even a refusal is encoded |
+//! | parameters well formed, no `access_token` in the URL | 400 `BAD_REQUEST` | `routes::graphql::wire` | no operation exists before they are read |
+//! | batch within `graphql.max_batch_size` | 400 `BATCH_TOO_LARGE`, `BATCH_NOT_ALLOWED` | `routes::graphql::wire` | the transport splits a batch into operations; each policy sees one |
+//! | WebSocket: origin, sub-protocol, sockets per replica | 403, 400, 503 before the upgrade | `routes::graphql::websocket` | the connection, not an operation |
+//! | WebSocket: message size, `connection_init` in time, idle, slow reader | close 1009, 4408, 1000, 1008 | `live::socket` | the connection, not an operation |
+//!
+//! A WebSocket's `connection_init` is authenticated by the [`authorization`] policy's own
+//! [`Authorization::admit_connection`], called by the transport: the connection, not an
+//! operation, is admitted there; each operation over it then passes the whole list.
 
 pub mod authorization;
 pub mod cost;
 pub mod database_gate;
 pub mod deadline;
 pub mod documents;
-pub mod error_codes;
+pub mod loaders;
 pub mod operation_transport;
-pub mod subscription_limit;
 pub mod telemetry;
 
 use std::{
     any::TypeId,
-    sync::{Arc, OnceLock},
-    time::Instant,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
 };
 
 use async_graphql::{
-    Request, Response, ServerError, ServerResult, ValidationResult,
+    Data, Request, Response, ServerError, ServerResult, ValidationResult,
     extensions::{
         Extension, ExtensionContext, ExtensionFactory, NextExecute, NextPrepareRequest,
         NextRequest, NextSubscribe, NextValidation,
@@ -49,14 +80,12 @@ use async_graphql::{
 };
 use axum::http::HeaderValue;
 
-use crate::graphql::loaders::{Batches, OperationBatches};
+use crate::error::ErrorCode;
+use crate::graphql::document_store::DocumentHash;
+use crate::graphql::limits::selected_operation;
+
+#[cfg(doc)]
 use authorization::Authorization;
-use cost::Cost;
-use database_gate::DatabaseGate;
-use deadline::Deadline;
-use documents::Documents;
-use subscription_limit::SubscriptionLimit;
-use telemetry::{OperationRecord, Telemetry};
 
 /// How a request arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,15 +109,13 @@ pub struct Origin {
 impl Origin {
     /// The origin the transport attached to `request`, or, over a WebSocket, to its
     /// connection.
-    pub fn of<'a>(
-        ctx: &ExtensionContext<'a>,
-        request: &'a async_graphql::Request,
-    ) -> Option<&'a Self> {
+    fn of(ctx: &ExtensionContext<'_>, request: &Request) -> Option<Self> {
         request
             .data
             .get(&TypeId::of::<Self>())
-            .and_then(|data| data.downcast_ref())
+            .and_then(|data| data.downcast_ref::<Self>())
             .or_else(|| ctx.data_opt::<Self>())
+            .cloned()
     }
 }
 
@@ -98,54 +125,237 @@ impl Origin {
 #[derive(Debug, Clone, Copy)]
 pub struct FieldHooks(pub bool);
 
-/// Every policy, in the schema's one extension.
-pub struct Pipeline {
-    pub telemetry: Telemetry,
-    pub documents: Documents,
-    pub authorization: Authorization,
-    pub cost: Cost,
-    pub subscription_limit: SubscriptionLimit,
-    pub database_gate: DatabaseGate,
-    pub deadline: Deadline,
-    /// Not a policy: each operation gets batch loaders of its own.
-    pub batches: Arc<Batches>,
+/// The operation a request runs, worked out once its document is known.
+#[derive(Debug, Clone)]
+pub struct PreparedOperation {
+    /// Its name in the document; `None` for an anonymous operation.
+    pub name: Option<String>,
+    pub kind: OperationType,
+    /// The SHA-256 of the document's text, when the document came through [`documents`].
+    pub hash: Option<DocumentHash>,
+    /// How the request arrived; `None` when no transport said (a test's own schema call).
+    pub origin: Option<Origin>,
 }
 
-impl Pipeline {
-    /// The pipeline as the schema's extension.
-    pub fn into_extension(self) -> PipelineExtension {
-        PipelineExtension(Arc::new(self))
+/// A request on its way through [`Policy::prepare`].
+pub struct Preparing {
+    pub request: Request,
+    pub origin: Option<Origin>,
+    /// Set by the policy that finds the document's text.
+    pub hash: Option<DocumentHash>,
+    operation: Option<PreparedOperation>,
+}
+
+impl Preparing {
+    /// The operation the request runs, worked out from its document (parsing it when no
+    /// policy did yet) the first time a policy asks; or why the document does not say.
+    pub fn operation(&mut self) -> ServerResult<&PreparedOperation> {
+        if self.operation.is_none() {
+            let operation_name = self.request.operation_name.clone();
+            let document = self.request.parsed_query()?;
+            let Some((name, kind, _)) = selected_operation(document, operation_name.as_deref())
+            else {
+                return Err(cost::unselectable(document, operation_name.as_deref()));
+            };
+            self.operation = Some(PreparedOperation {
+                name: name.map(str::to_owned),
+                kind,
+                hash: self.hash,
+                origin: self.origin.clone(),
+            });
+        }
+        Ok(self.operation.as_ref().expect("worked out above"))
     }
 }
 
-pub struct PipelineExtension(Arc<Pipeline>);
+/// One operation's passage, as [`Policy::finish`] sees it.
+#[derive(Default)]
+pub struct OperationRecord {
+    /// The `operationName` the client sent, whether or not the document has it.
+    named_by_client: OnceLock<String>,
+    prepared: OnceLock<PreparedOperation>,
+    /// Whether it passed validation and ran.
+    ran: AtomicBool,
+}
 
-impl ExtensionFactory for PipelineExtension {
+impl OperationRecord {
+    pub fn named_by_client(&self) -> Option<&str> {
+        self.named_by_client.get().map(String::as_str)
+    }
+
+    pub fn prepared(&self) -> Option<&PreparedOperation> {
+        self.prepared.get()
+    }
+
+    pub fn ran(&self) -> bool {
+        self.ran.load(Ordering::Relaxed)
+    }
+}
+
+/// One rule, or one service, every operation passes. Each hook lets the operation through
+/// unchanged unless the policy overrides it.
+pub trait Policy: Send + Sync + 'static {
+    /// Before validation: may refuse the request, or add to its data. Policies run in the
+    /// order of the list.
+    fn prepare(&self, request: &mut Preparing) -> impl Future<Output = ServerResult<()>> + Send {
+        let _ = request;
+        std::future::ready(Ok(()))
+    }
+
+    /// After validation: may refuse what it measured (depth, complexity).
+    fn validated(
+        &self,
+        operation: &PreparedOperation,
+        result: &ValidationResult,
+    ) -> ServerResult<()> {
+        let _ = (operation, result);
+        Ok(())
+    }
+
+    /// What the resolvers of this one operation may take from their context.
+    fn execution_data(&self, data: &mut Data) {
+        let _ = data;
+    }
+
+    /// Around execution: may refuse it, bound it, or watch it. The first policy of the list
+    /// wraps all those after it.
+    fn around_execute<F>(
+        &self,
+        operation: &PreparedOperation,
+        execution: F,
+    ) -> impl Future<Output = Response> + Send
+    where
+        F: Future<Output = Response> + Send,
+    {
+        let _ = operation;
+        execution
+    }
+
+    /// Every operation of a WebSocket runs as a stream, through this hook, before it is
+    /// prepared (async-graphql's order); the first policy's wraps the others'.
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+    ) -> BoxStream<'s, Response> {
+        let _ = ctx;
+        stream
+    }
+
+    /// After the response is made, every error with its code; in the order of the list.
+    fn finish(&self, record: &OperationRecord, response: &Response, elapsed: Duration) {
+        let _ = (record, response, elapsed);
+    }
+}
+
+/// The empty list.
+impl Policy for () {}
+
+/// A list and one more policy after it.
+pub struct Then<First, Next>(First, Next);
+
+impl<First: Policy, Next: Policy> Policy for Then<First, Next> {
+    async fn prepare(&self, request: &mut Preparing) -> ServerResult<()> {
+        self.0.prepare(request).await?;
+        self.1.prepare(request).await
+    }
+
+    fn validated(
+        &self,
+        operation: &PreparedOperation,
+        result: &ValidationResult,
+    ) -> ServerResult<()> {
+        self.0.validated(operation, result)?;
+        self.1.validated(operation, result)
+    }
+
+    fn execution_data(&self, data: &mut Data) {
+        self.0.execution_data(data);
+        self.1.execution_data(data);
+    }
+
+    fn around_execute<F>(
+        &self,
+        operation: &PreparedOperation,
+        execution: F,
+    ) -> impl Future<Output = Response> + Send
+    where
+        F: Future<Output = Response> + Send,
+    {
+        self.0
+            .around_execute(operation, self.1.around_execute(operation, execution))
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+    ) -> BoxStream<'s, Response> {
+        self.0.subscribe(ctx, self.1.subscribe(ctx, stream))
+    }
+
+    fn finish(&self, record: &OperationRecord, response: &Response, elapsed: Duration) {
+        self.0.finish(record, response, elapsed);
+        self.1.finish(record, response, elapsed);
+    }
+}
+
+/// The policies, in the order they run.
+pub struct Pipeline<Policies>(Policies);
+
+impl Pipeline<()> {
+    pub fn new() -> Self {
+        Self(())
+    }
+}
+
+impl Default for Pipeline<()> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<Policies: Policy> Pipeline<Policies> {
+    /// The list with `policy` after the others.
+    pub fn then<Next: Policy>(self, policy: Next) -> Pipeline<Then<Policies, Next>> {
+        Pipeline(Then(self.0, policy))
+    }
+
+    /// The list as the schema's one extension.
+    pub fn into_extension(self) -> PipelineExtension<Policies> {
+        PipelineExtension(Arc::new(self.0))
+    }
+}
+
+pub struct PipelineExtension<Policies>(Arc<Policies>);
+
+impl<Policies: Policy> ExtensionFactory for PipelineExtension<Policies> {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(Operation {
-            pipeline: Arc::clone(&self.0),
+            policies: Arc::clone(&self.0),
             record: OperationRecord::default(),
-            kind: OnceLock::new(),
         })
     }
 }
 
 /// One operation passing the pipeline.
-struct Operation {
-    pipeline: Arc<Pipeline>,
+struct Operation<Policies> {
+    policies: Arc<Policies>,
     record: OperationRecord,
-    /// Query, mutation or subscription, once the document is known.
-    kind: OnceLock<OperationType>,
 }
 
 #[async_graphql::async_trait::async_trait]
-impl Extension for Operation {
+impl<Policies: Policy> Extension for Operation<Policies> {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let started = Instant::now();
         let mut response = next.run(ctx).await;
-        error_codes::assign(&mut response);
-        self.pipeline
-            .telemetry
+        // Every error leaves with a stable code; async-graphql's own errors carry none.
+        for error in &mut response.errors {
+            if ErrorCode::of(error).is_none() {
+                ErrorCode::for_uncoded(error).mark(error);
+            }
+        }
+        self.policies
             .finish(&self.record, &response, started.elapsed());
         response
     }
@@ -156,19 +366,24 @@ impl Extension for Operation {
         request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
-        self.record
-            .named_by_client(request.operation_name.as_deref());
-        let pipeline = &self.pipeline;
-        let mut request = pipeline.documents.prepare(request)?;
-        let kind = pipeline.cost.bound_document(&mut request)?;
-        let _ = self.kind.set(kind);
-        let origin = Origin::of(ctx, &request).cloned();
-        operation_transport::check(origin.as_ref(), &mut request)?;
-        pipeline
-            .authorization
-            .admit(origin.as_ref(), &mut request)
-            .await?;
-        next.run(ctx, request).await
+        if let Some(name) = &request.operation_name {
+            let _ = self.record.named_by_client.set(name.clone());
+        }
+        let mut preparing = Preparing {
+            origin: Origin::of(ctx, &request),
+            request,
+            hash: None,
+            operation: None,
+        };
+        self.policies.prepare(&mut preparing).await?;
+        // Left to validation to refuse when no policy needed the operation and the document
+        // does not say which it is.
+        if preparing.operation().is_ok()
+            && let Some(operation) = preparing.operation.take()
+        {
+            let _ = self.record.prepared.set(operation);
+        }
+        next.run(ctx, preparing.request).await
     }
 
     async fn validation(
@@ -177,7 +392,12 @@ impl Extension for Operation {
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
         let result = next.run(ctx).await?;
-        self.pipeline.cost.check(result, self.kind.get().copied())
+        if let Some(operation) = self.record.prepared() {
+            self.policies
+                .validated(operation, &result)
+                .map_err(|refusal| vec![refusal])?;
+        }
+        Ok(result)
     }
 
     async fn execute(
@@ -186,15 +406,15 @@ impl Extension for Operation {
         operation_name: Option<&str>,
         next: NextExecute<'_>,
     ) -> Response {
-        self.record.executed_as(operation_name);
-        let pipeline = &self.pipeline;
-        let mut data = async_graphql::Data::default();
-        data.insert(OperationBatches::new(Arc::clone(&pipeline.batches)));
+        self.record.ran.store(true, Ordering::Relaxed);
+        let mut data = Data::default();
+        self.policies.execution_data(&mut data);
         let execution = next.run_with_data(ctx, operation_name, data);
-        pipeline
-            .database_gate
-            .guard(pipeline.deadline.bound(ctx, execution))
-            .await
+        match self.record.prepared() {
+            Some(operation) => self.policies.around_execute(operation, execution).await,
+            // Validation accepted what no policy could place: nothing to wrap it in.
+            None => execution.await,
+        }
     }
 
     fn subscribe<'s>(
@@ -203,8 +423,6 @@ impl Extension for Operation {
         stream: BoxStream<'s, Response>,
         next: NextSubscribe<'_>,
     ) -> BoxStream<'s, Response> {
-        self.pipeline
-            .subscription_limit
-            .subscribe(ctx, stream, next)
+        next.run(ctx, self.policies.subscribe(ctx, stream))
     }
 }

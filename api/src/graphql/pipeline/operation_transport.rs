@@ -6,32 +6,32 @@
 //!   `METHOD_NOT_ALLOWED`, which the transport answers 405 with `Allow: POST`.
 //! - A subscription needs a WebSocket: over plain HTTP it is a `BAD_REQUEST` that says so.
 
-use async_graphql::{Request, ServerResult, parser::types::OperationType};
+use async_graphql::{ServerResult, parser::types::OperationType};
 
-use super::{Origin, Transport};
+use super::{Policy, Preparing, Transport};
 use crate::error::ApiError;
-use crate::graphql::limits::selected_operation;
 
-/// Refuses an operation its transport does not carry.
-pub fn check(origin: Option<&Origin>, request: &mut Request) -> ServerResult<()> {
-    let transport = origin.map(|origin| origin.transport);
-    if !matches!(transport, Some(Transport::Get | Transport::Post)) {
-        return Ok(());
-    }
-    let operation_name = request.operation_name.clone();
-    let document = request.parsed_query()?;
-    let kind = selected_operation(document, operation_name.as_deref()).map(|(_, kind, _)| kind);
-    match (transport, kind) {
-        (_, Some(OperationType::Subscription)) => Err(ApiError::BadRequest {
-            field: "query".to_owned(),
-            message: "is a subscription: subscriptions are served over a WebSocket at /graphql \
-                      (sub-protocol graphql-transport-ws)"
-                .to_owned(),
+pub struct OperationTransport;
+
+impl Policy for OperationTransport {
+    /// Refuses an operation its transport does not carry.
+    async fn prepare(&self, preparing: &mut Preparing) -> ServerResult<()> {
+        let operation = preparing.operation()?;
+        let transport = operation.origin.as_ref().map(|origin| origin.transport);
+        match (transport, operation.kind) {
+            (Some(Transport::Get | Transport::Post), OperationType::Subscription) => {
+                Err(ApiError::BadRequest {
+                    field: "query".to_owned(),
+                    message: "is a subscription: subscriptions are served over a WebSocket at \
+                              /graphql (sub-protocol graphql-transport-ws)"
+                        .to_owned(),
+                }
+                .into_request_error())
+            }
+            (Some(Transport::Get), OperationType::Mutation) => {
+                Err(ApiError::MethodNotAllowed.into_request_error())
+            }
+            _ => Ok(()),
         }
-        .into_request_error()),
-        (Some(Transport::Get), Some(OperationType::Mutation)) => {
-            Err(ApiError::MethodNotAllowed.into_request_error())
-        }
-        _ => Ok(()),
     }
 }

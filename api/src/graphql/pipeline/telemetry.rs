@@ -5,17 +5,11 @@
 //! it by the name it ran under, and every operation refused before it ran as "unvalidated".
 //! Names are cut at 64 characters.
 
-use std::{
-    borrow::Cow,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::{borrow::Cow, sync::Arc, time::Duration};
 
 use async_graphql::Response;
 
+use super::{OperationRecord, Policy};
 use crate::error::ErrorCode;
 use crate::metrics::Metrics;
 
@@ -23,60 +17,47 @@ pub struct Telemetry {
     metrics: Arc<Metrics>,
 }
 
-/// One operation's names, noted as it passes the stages.
-#[derive(Default)]
-pub struct OperationRecord {
-    named_by_client: Mutex<Option<String>>,
-    executed_as: Mutex<Option<String>>,
-    /// Whether it passed validation and ran (anonymous or not).
-    ran: AtomicBool,
-}
-
-impl OperationRecord {
-    pub fn named_by_client(&self, name: Option<&str>) {
-        if let (Some(name), Ok(mut noted)) = (name, self.named_by_client.lock()) {
-            *noted = Some(name.to_owned());
-        }
-    }
-
-    pub fn executed_as(&self, name: Option<&str>) {
-        self.ran.store(true, Ordering::Relaxed);
-        if let (Some(name), Ok(mut noted)) = (name, self.executed_as.lock()) {
-            *noted = Some(name.to_owned());
-        }
-    }
-}
-
 impl Telemetry {
     pub fn new(metrics: Arc<Metrics>) -> Self {
         Self { metrics }
     }
+}
 
+impl Policy for Telemetry {
     /// Records an operation that ended with `response` after `elapsed`.
-    pub fn finish(&self, record: &OperationRecord, response: &Response, elapsed: Duration) {
+    fn finish(&self, record: &OperationRecord, response: &Response, elapsed: Duration) {
         let outcome = response.errors.first().map_or("ok", ErrorCode::label_of);
-        let take = |name: &Mutex<Option<String>>| name.lock().ok().and_then(|mut name| name.take());
-        let executed_as = take(&record.executed_as);
-        let named_by_client = take(&record.named_by_client);
-        let logged = executed_as
-            .as_deref()
-            .or(named_by_client.as_deref())
-            .map_or(Cow::Borrowed("anonymous"), shortened);
+        let ran_as = record
+            .prepared()
+            .filter(|_| record.ran())
+            .and_then(|operation| operation.name.as_deref());
+        let logged = ran_as
+            .or(record.named_by_client())
+            .map_or(Cow::Borrowed(ANONYMOUS), shortened);
         tracing::Span::current().record("operation", &*logged);
         // Only an operation that passed validation earns a label of its own: names of
         // refused documents, chosen freely by anyone, must not fill the label slots. (The
         // metrics cut and clean label values themselves.)
-        let label = match executed_as.as_deref() {
+        let label = match ran_as {
             Some(name) => name,
-            None if record.ran.load(Ordering::Relaxed) => "anonymous",
+            None if record.ran() => ANONYMOUS,
             None => UNVALIDATED,
         };
         self.metrics.record_request(label, outcome, elapsed);
     }
 }
 
+/// Counts a request the transport refused before it became an operation (a body too large,
+/// a malformed parameter), beside the operations.
+pub fn record_refused_request(metrics: &Metrics, code: ErrorCode, elapsed: Duration) {
+    metrics.record_request(REFUSED_BY_TRANSPORT, code.as_str(), elapsed);
+}
+
+const ANONYMOUS: &str = "anonymous";
 /// The metric label of operations refused before they ran.
 const UNVALIDATED: &str = "unvalidated";
+/// The metric label of requests refused before they held an operation.
+const REFUSED_BY_TRANSPORT: &str = "invalid_request";
 /// Longer operation names are cut in log lines.
 const MAX_NAME_CHARS: usize = 64;
 

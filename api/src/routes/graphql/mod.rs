@@ -20,7 +20,7 @@ use axum::{
 use serde_json::json;
 
 use crate::error::{ErrorCode, ResponseMedia};
-use crate::graphql::pipeline::{Origin, Transport};
+use crate::graphql::pipeline::{Origin, Transport, telemetry::record_refused_request};
 use crate::routes::ide;
 use crate::state::AppState;
 use accept::Accept;
@@ -199,11 +199,7 @@ async fn read_body(
 
 /// Answers a request refused before it reached the schema, and counts it.
 fn refuse(state: &AppState, started: Instant, rejection: Rejection) -> Response {
-    state.metrics.record_request(
-        "invalid_request",
-        rejection.code.as_str(),
-        started.elapsed(),
-    );
+    record_refused_request(&state.metrics, rejection.code, started.elapsed());
     rejection.into_response()
 }
 

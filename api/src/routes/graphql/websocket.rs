@@ -37,11 +37,11 @@ use axum::{
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
-use crate::auth::{Access, AuthError, Authenticator, Role};
+use crate::auth::Authenticator;
 use crate::configuration::{ServerSettings, SubscriptionSettings};
 use crate::connections::ConnectionSlot;
 use crate::error::ErrorCode;
-use crate::graphql::pipeline::{Origin, Transport};
+use crate::graphql::pipeline::{Origin, Transport, authorization::Authorization};
 use crate::live::connection::Connection;
 use crate::routes::{refusal, sites};
 use crate::state::AppState;
@@ -58,7 +58,8 @@ const MESSAGE_TOO_BIG: u16 = 1009;
 pub struct Sockets {
     settings: SubscriptionSettings,
     slots: Arc<Semaphore>,
-    authenticator: Arc<Authenticator>,
+    /// Admits each connection by its `connection_init`.
+    authorization: Authorization,
     stopping: watch::Receiver<bool>,
     /// `server.max_body_bytes`: the largest message (and frame) a client may send.
     max_message_bytes: usize,
@@ -76,7 +77,10 @@ impl Sockets {
         Self {
             slots: Arc::new(Semaphore::new(settings.max_connections)),
             settings,
-            authenticator,
+            authorization: Authorization::new(
+                authenticator,
+                Duration::from_secs(server.request_timeout_secs),
+            ),
             stopping,
             max_message_bytes: server.max_body_bytes,
             allowed_origins: server.cors_allowed_origins.clone(),
@@ -204,34 +208,13 @@ async fn serve(
     };
     let on_init = {
         let connection = Arc::clone(&connection);
-        let authenticator = Arc::clone(&sockets.authenticator);
+        let sockets = Arc::clone(&sockets);
         move |payload: serde_json::Value| async move {
             let authorization = payload_authorization(&payload).or(header_authorization);
-            let credentials = authorization.as_ref().map(HeaderValue::as_bytes);
-            // The rules of queries apply (a token when auth.require_for_queries), and a wrong
-            // token is refused whatever they say: its client should know at once.
-            let refused = || {
-                async_graphql::Error::new(
-                    "a valid bearer token is required: send {\"authorization\": \"Bearer \
-                     <token>\"} in connection_init",
-                )
-            };
-            let principal = match authenticator.authenticate(credentials).await {
-                Ok(principal) => principal,
-                Err(AuthError::KeysNotLoaded) => {
-                    return Err(async_graphql::Error::new(
-                        "signing keys not loaded yet: retry shortly",
-                    ));
-                }
-                Err(AuthError::Invalid(_)) => return Err(refused()),
-            };
-            let access = Access {
-                open_role: authenticator.open_role(),
-                principal,
-            };
-            if access.role() < Some(Role::Reader) {
-                return Err(refused());
-            }
+            let access = sockets
+                .authorization
+                .admit_connection(authorization.as_ref())
+                .await?;
             // A token that expires ends the connection with it.
             if let Some(expires_at) = access.principal.expires_at {
                 let until = expires_at

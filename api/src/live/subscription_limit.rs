@@ -7,12 +7,13 @@ use std::sync::Arc;
 
 use async_graphql::{
     Response,
-    extensions::{ExtensionContext, NextSubscribe},
+    extensions::ExtensionContext,
     futures_util::stream::{self, BoxStream, StreamExt},
 };
 
+use super::connection::Connection;
 use crate::error::ErrorCode;
-use crate::live::connection::Connection;
+use crate::graphql::pipeline::Policy;
 
 pub struct SubscriptionLimit {
     per_connection: usize,
@@ -35,19 +36,18 @@ impl Drop for Running {
     }
 }
 
-impl SubscriptionLimit {
+impl Policy for SubscriptionLimit {
     /// The subscription's stream, counted while it runs; or one refusal when its connection
     /// runs the most it may already.
-    pub fn subscribe<'s>(
+    fn subscribe<'s>(
         &self,
         ctx: &ExtensionContext<'_>,
         stream: BoxStream<'s, Response>,
-        next: NextSubscribe<'_>,
     ) -> BoxStream<'s, Response> {
         // Only WebSocket connections carry one; a stream run without it has no connection to
         // count against.
         let Some(connection) = ctx.data_opt::<Arc<Connection>>().cloned() else {
-            return next.run(ctx, stream);
+            return stream;
         };
         if !connection.start_subscription(self.per_connection) {
             let refusal = ErrorCode::TooManySubscriptions.request_error(format!(
@@ -59,7 +59,7 @@ impl SubscriptionLimit {
             return stream::once(async move { Response::from_errors(vec![refusal]) }).boxed();
         }
         let running = Running { connection };
-        next.run(ctx, stream)
+        stream
             .map(move |response| {
                 let _keep = &running;
                 response
