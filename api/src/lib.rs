@@ -1,15 +1,12 @@
 pub mod auth;
-pub mod cli;
+pub mod commands;
 pub mod configuration;
 pub mod connections;
 pub mod database;
-pub mod doctor;
 pub mod domain;
 pub mod error;
-pub mod export;
 pub mod graphql;
-pub mod healthcheck;
-pub mod import;
+pub mod health;
 pub mod live;
 pub mod metrics;
 pub mod routes;

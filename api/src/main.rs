@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use stations_api::cli::{self, Cli};
+use stations_api::commands::{self, Cli};
 
 // A GraphQL request is hundreds of small allocations (one boxed future and one map entry per
 // field, the JSON answer): mimalloc serves them faster than glibc's allocator. Measured with
@@ -11,7 +11,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let outcome = cli::run(Cli::parse()).await;
+    let outcome = commands::run(Cli::parse()).await;
     // Log lines are written in batches: the last ones before the outcome.
     stations_api::telemetry::flush();
     match outcome {

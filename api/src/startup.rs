@@ -21,14 +21,15 @@ use tracing::{Span, field::Empty};
 use crate::auth::{AuthSetupError, Authenticator};
 use crate::configuration::Settings;
 use crate::connections::{self, ConnectionLimits};
-use crate::database::{self, ConnectError, health::DatabaseHealth, migrations};
+use crate::database::{self, ConnectError, migrations};
 use crate::graphql::document_store::{DocumentStore, Manifest, ManifestError, StoreBounds};
 use crate::graphql::limits::Limits;
 use crate::graphql::{SchemaParts, build_schema};
+use crate::health::database::DatabaseHealth;
+use crate::live::socket::Sockets;
 use crate::live::{LiveHub, listener::Listener};
 use crate::metrics::Metrics;
 use crate::routes;
-use crate::routes::graphql::websocket::Sockets;
 use crate::routes::sites::HostAllowlist;
 use crate::state::AppState;
 
@@ -74,7 +75,11 @@ impl Application {
         migrations::prepare_schema(&maintenance, settings.database.migrate_on_start).await?;
         let _ = maintenance.close().await;
         let health = Arc::new(DatabaseHealth::default());
-        let db = database::connect_for_requests(&settings.database, Arc::clone(&health)).await?;
+        let db = database::connect_for_requests(&settings.database, {
+            let health = Arc::clone(&health);
+            move || health.report_trouble()
+        })
+        .await?;
         Self::build_with_database(settings, db, health).await
     }
 
@@ -138,12 +143,13 @@ impl Application {
             health_details: settings.server.health_details,
             ide_enabled: settings.graphql.ide,
             limits,
-            metrics,
+            metrics: Arc::clone(&metrics),
             health,
             sockets: Arc::new(Sockets::new(
                 settings.subscriptions.clone(),
                 &settings.server,
                 Arc::clone(&authenticator),
+                Arc::clone(&metrics),
                 stopping_rx,
             )),
             authenticator,
@@ -300,8 +306,8 @@ pub fn router(state: AppState, settings: &Settings, metrics_on_main_port: bool) 
                 .layer(DefaultBodyLimit::max(settings.server.max_body_bytes)),
         )
         .route("/graphql/assets/{name}", get(routes::ide::asset))
-        .route("/health/live", get(routes::health::live))
-        .route("/health/ready", get(routes::health::ready));
+        .route("/health/live", get(crate::health::endpoints::live))
+        .route("/health/ready", get(crate::health::endpoints::ready));
     if metrics_on_main_port {
         router = router.route("/metrics", get(routes::metrics::render));
     }

@@ -9,11 +9,11 @@ use sea_orm::DatabaseConnection;
 
 use crate::auth::Authenticator;
 use crate::configuration::DatabaseSettings;
-use crate::database::health::DatabaseHealth;
 use crate::graphql::AppSchema;
 use crate::graphql::limits::Limits;
+use crate::health::database::DatabaseHealth;
+use crate::live::socket::Sockets;
 use crate::metrics::Metrics;
-use crate::routes::graphql::websocket::Sockets;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -33,7 +33,7 @@ pub struct AppState {
     pub sockets: Arc<Sockets>,
     /// Static tokens and the identity provider's keys, for readiness.
     pub authenticator: Arc<Authenticator>,
-    /// The last readiness answer (`routes::health`), when it was made, and what it said;
+    /// The last readiness answer (`health::endpoints`), when it was made, and what it said;
     /// reused for a second.
     pub readiness: Arc<tokio::sync::Mutex<Option<(Instant, StatusCode, Value)>>>,
 }

@@ -2,7 +2,6 @@
 //! apart.
 
 pub mod diagnosis;
-pub mod health;
 pub mod migrations;
 pub mod schema_drift;
 
@@ -19,7 +18,6 @@ use secrecy::ExposeSecret;
 
 use crate::configuration::DatabaseSettings;
 use diagnosis::{Diagnosis, diagnose};
-use health::DatabaseHealth;
 
 /// Shown as `application_name` in `pg_stat_activity`, so operators can tell our sessions apart.
 const APPLICATION_NAME: &str = "stations-api";
@@ -96,16 +94,17 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
 ///
 /// A connection is not pinged each time it leaves the pool, which would cost every request a
 /// round trip: only one that sat idle for a while is. When that ping fails, `health` hears of
-/// it at once, so that requests do not wait out the pool's timeout while it retries a server
+/// it at once (`failed_ping`: the health watcher, `health::database`), so that requests do not wait out the pool's timeout while it retries a server
 /// that refuses connections; a dead connection that was not pinged fails its statement at
 /// once, which the request pipeline reports the same way.
 pub async fn connect_for_requests(
     settings: &DatabaseSettings,
-    health: Arc<DatabaseHealth>,
+    failed_ping: impl Fn() + Send + Sync + 'static,
 ) -> Result<DatabaseConnection, ConnectError> {
     /// Connections idle for less than this are used without a ping.
     const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
 
+    let failed_ping = Arc::new(failed_ping);
     let options = connect_options(settings).await?;
     // Set on each new session rather than passed as a startup option: poolers such as
     // PgBouncer refuse startup options, while a session's SET passes through them.
@@ -125,14 +124,14 @@ pub async fn connect_for_requests(
         })
         .test_before_acquire(false)
         .before_acquire(move |connection, metadata| {
-            let health = Arc::clone(&health);
+            let failed_ping = Arc::clone(&failed_ping);
             Box::pin(async move {
                 if metadata.idle_for < PING_WHEN_IDLE_FOR {
                     return Ok(true);
                 }
                 let pinged = connection.ping().await;
                 if pinged.is_err() {
-                    health.report_trouble();
+                    failed_ping();
                 }
                 pinged.map(|()| true)
             })

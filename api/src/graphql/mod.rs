@@ -1,5 +1,6 @@
 //! The GraphQL schema: types, query and mutation fields.
 
+pub mod document_analysis;
 pub mod document_store;
 pub mod limits;
 pub mod loaders;

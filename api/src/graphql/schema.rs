@@ -20,7 +20,7 @@ use super::query::observation::ObservationQuery;
 use super::query::station::StationQuery;
 use super::subscription::{observation::ObservationSubscription, station::StationSubscription};
 use crate::auth::Authenticator;
-use crate::database::health::DatabaseHealth;
+use crate::health::database::DatabaseHealth;
 use crate::live::{LiveHub, subscription_limit::SubscriptionLimit};
 use crate::metrics::Metrics;
 

@@ -9,6 +9,7 @@
 
 pub mod connection;
 pub mod listener;
+pub mod socket;
 pub mod subscription_limit;
 
 use std::{collections::HashMap, sync::Arc};

@@ -16,7 +16,8 @@ use async_graphql::{
 
 use super::{Policy, PreparedOperation, Preparing};
 use crate::error::ApiError;
-use crate::graphql::limits::{DocumentShape, Limits};
+use crate::graphql::document_analysis::DocumentShape;
+use crate::graphql::limits::Limits;
 
 pub struct Cost {
     limits: Limits,

@@ -17,8 +17,8 @@ use async_graphql::Response;
 use sea_orm::DatabaseConnection;
 
 use super::{Policy, PreparedOperation};
-use crate::database::health::DatabaseHealth;
 use crate::error::{ApiError, ErrorCode};
+use crate::health::database::DatabaseHealth;
 
 /// How long an operation runs before a pool that is still connecting counts as trouble.
 const SLOW_START: Duration = Duration::from_millis(200);

@@ -16,8 +16,8 @@ use async_graphql::{Request, ServerResult, Value, parser::parse_query};
 
 use super::{Policy, Preparing};
 use crate::error::ApiError;
+use crate::graphql::document_analysis::{MAX_NESTING, nesting_depth};
 use crate::graphql::document_store::{DocumentHash, DocumentStore};
-use crate::graphql::limits::{MAX_NESTING, nesting_depth};
 
 pub struct Documents {
     store: Arc<DocumentStore>,
@@ -31,7 +31,7 @@ impl Documents {
     /// Parses `request`'s document (or takes it from the store); its hash, or why it has no
     /// document.
     fn document(&self, request: &mut Request) -> ServerResult<DocumentHash> {
-        let persisted = persisted_hash(&request).map_err(ApiError::into_request_error)?;
+        let persisted = persisted_hash(request).map_err(ApiError::into_request_error)?;
         let hash = match persisted {
             Some(hash) if request.query.is_empty() => {
                 let stored = self.store.get(&hash).ok_or_else(|| {

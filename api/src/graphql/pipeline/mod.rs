@@ -81,8 +81,8 @@ use async_graphql::{
 use axum::http::HeaderValue;
 
 use crate::error::ErrorCode;
+use crate::graphql::document_analysis::selected_operation;
 use crate::graphql::document_store::DocumentHash;
-use crate::graphql::limits::selected_operation;
 
 #[cfg(doc)]
 use authorization::Authorization;
@@ -120,7 +120,7 @@ impl Origin {
 }
 
 /// Whether the pipeline hooks `Extension::resolve`, which would run on every field; in the
-/// schema's data. Fields that are answered in one pass (`types::edges`) never reach such a
+/// schema's data. Fields that are answered in one pass (`types::station::edges`) never reach such a
 /// hook, so they step aside when it does. It does not: set this if a policy ever needs to.
 #[derive(Debug, Clone, Copy)]
 pub struct FieldHooks(pub bool);

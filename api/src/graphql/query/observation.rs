@@ -5,10 +5,10 @@ use crate::auth::{Role, guard::RequireRole};
 use crate::error::ApiError;
 use crate::graphql::limits::Limits;
 use crate::graphql::types::cursor;
-use crate::graphql::types::list::page_size;
 use crate::graphql::types::observation::{
     ObservationConnection, ObservationFilter, ObservationOrder,
 };
+use crate::graphql::types::station::list::page_size;
 use crate::service::observation::{self as service, TimeOrder};
 
 #[derive(Default)]

@@ -5,10 +5,10 @@ use crate::auth::{Role, guard::RequireRole};
 use crate::domain::{Latitude, Longitude, RadiusKm};
 use crate::error::ApiError;
 use crate::graphql::limits::Limits;
-use crate::graphql::types::connection::StationConnection;
 use crate::graphql::types::cursor;
-use crate::graphql::types::geo::StationDistance;
-use crate::graphql::types::list::{StationFilter, StationOrder, page_size};
+use crate::graphql::types::station::connection::StationConnection;
+use crate::graphql::types::station::geo::StationDistance;
+use crate::graphql::types::station::list::{StationFilter, StationOrder, page_size};
 use crate::graphql::types::station::{Station, at, parse_station_id};
 use crate::service::station::{self as service, StationOrdering};
 

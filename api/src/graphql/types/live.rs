@@ -3,9 +3,8 @@
 
 use async_graphql::{Enum, ID, InputObject, SimpleObject};
 
-use super::list::BoundingBox;
 use super::observation::Observation;
-use super::station::Station;
+use super::station::{Station, list::BoundingBox};
 use crate::error::ApiError;
 use crate::live::{ChangeKind, StationTrace};
 use crate::service::station::BoundingBox as Area;

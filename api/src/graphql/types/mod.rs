@@ -1,11 +1,9 @@
-//! GraphQL object and input types, and their conversion to and from the service layer.
+//! GraphQL object and input types, one folder per entity, and their conversion to and from
+//! the service layer; with what the entities share: cursors, page info and the events of
+//! subscriptions.
 
-pub mod connection;
 pub mod cursor;
-pub mod edges;
-pub mod geo;
-pub mod list;
 pub mod live;
 pub mod observation;
+pub mod page;
 pub mod station;
-pub mod station_observations;

@@ -3,9 +3,9 @@
 use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use super::connection::{EarlierRows, PageInfo};
 use super::cursor;
-use super::list::BoundingBox;
+use super::page::{EarlierRows, PageInfo};
+use super::station::list::BoundingBox;
 use super::station::{Station, at, parse_station_id};
 use crate::domain::{Measure, NewObservation, observed_at};
 use crate::error::ApiError;

@@ -1,5 +1,11 @@
 //! `Station` and the inputs that create and change one.
 
+pub mod connection;
+pub mod edges;
+pub mod geo;
+pub mod list;
+mod observations;
+
 use async_graphql::{ID, InputObject, MaybeUndefined, SimpleObject};
 use chrono::{DateTime, Utc};
 
@@ -10,7 +16,7 @@ use crate::domain::{
 use crate::error::ApiError;
 
 /// A geographic station. Its observations are fields of their own
-/// (`types::station_observations`).
+/// (`types::station::observations`).
 #[derive(Debug, Clone, SimpleObject)]
 #[graphql(complex)]
 pub struct Station {

@@ -14,16 +14,23 @@
 use std::{borrow::Cow, collections::HashSet};
 
 use async_graphql::{
-    ContextSelectionSet, Name, OutputType, Positioned, ScalarType, ServerResult, Value,
+    ContextSelectionSet, Name, OutputType, Positioned, ScalarType, ServerResult, SimpleObject,
+    Value,
     indexmap::IndexMap,
     parser::types::{Field, Selection, SelectionSet},
     registry::Registry,
     resolver_utils::resolve_list,
 };
 
-use super::connection::StationEdge;
-use super::station::Station;
+use super::Station;
 use crate::graphql::pipeline::FieldHooks;
+
+#[derive(SimpleObject)]
+pub struct StationEdge {
+    /// Pass as `after` to continue the list after this station.
+    pub cursor: String,
+    pub node: Station,
+}
 
 /// The edges of one page, as the `edges` field returns them.
 pub struct StationEdges<'a>(pub &'a [StationEdge]);

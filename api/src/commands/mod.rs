@@ -1,15 +1,24 @@
-//! The command line: `stations-api [serve | migrate ... | schema]`, and what each command does.
+//! The command line: `stations-api [serve | migrate … | schema | doctor | import … | export |
+//! healthcheck | token new | db create]`, and what each command does, a file per command.
+
+pub mod doctor;
+pub mod export;
+pub mod healthcheck;
+pub mod import;
+pub mod migrate;
+pub mod serve;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::configuration::{Environment, Settings};
-use crate::database::{self, migrations};
-use crate::startup::{Application, shutdown_signal};
-use crate::{auth, doctor, export, healthcheck, import};
-use crate::{graphql, telemetry};
 use std::{path::PathBuf, sync::Arc};
+
+use sea_orm::DatabaseConnection;
+
+use crate::configuration::Settings;
+use crate::database::{self, migrations};
+use crate::{auth, graphql, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,7 +38,7 @@ pub enum Command {
     /// Apply, revert or list database migrations.
     Migrate {
         #[command(subcommand)]
-        action: MigrateAction,
+        action: migrate::MigrateAction,
     },
     /// Print the GraphQL schema (SDL).
     Schema,
@@ -117,26 +126,6 @@ pub enum ImportWhat {
 }
 
 #[derive(Debug, Clone, Copy, Subcommand)]
-pub enum MigrateAction {
-    /// Apply pending migrations.
-    Up {
-        /// Apply at most this many.
-        #[arg(short, long)]
-        num: Option<u32>,
-    },
-    /// Revert applied migrations, newest first.
-    Down {
-        /// How many to revert.
-        #[arg(short, long, default_value_t = 1)]
-        num: u32,
-    },
-    /// List every migration and whether it is applied.
-    Status,
-    /// Drop every table, then apply every migration (refused when APP_ENV=production).
-    Fresh,
-}
-
-#[derive(Debug, Clone, Copy, Subcommand)]
 pub enum TokenAction {
     /// Print a new random token and the SHA-256 hash to put in auth.token_sha256.
     New,
@@ -159,7 +148,7 @@ pub struct Failure {
 
 impl Failure {
     /// The configuration or the command line is wrong: nothing was attempted.
-    fn usage(message: impl ToString) -> Self {
+    pub(crate) fn usage(message: impl ToString) -> Self {
         Self {
             stdout: String::new(),
             message: message.to_string(),
@@ -168,7 +157,7 @@ impl Failure {
     }
 
     /// The command was attempted and failed.
-    fn runtime(message: impl ToString) -> Self {
+    pub(crate) fn runtime(message: impl ToString) -> Self {
         Self {
             stdout: String::new(),
             message: message.to_string(),
@@ -180,11 +169,11 @@ impl Failure {
 /// Runs `cli`'s command and returns what it prints on standard output.
 pub async fn run(cli: Cli) -> Result<String, Failure> {
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve().await.map(|()| String::new()),
-        Command::Migrate { action } => migrate(action).await,
+        Command::Serve => serve::run().await.map(|()| String::new()),
+        Command::Migrate { action } => migrate::run(action).await,
         Command::Schema => Ok(graphql::sdl()),
-        Command::Healthcheck { url } => healthcheck(url).await,
-        Command::Doctor { json } => doctor(json).await,
+        Command::Healthcheck { url } => healthcheck::command(url).await,
+        Command::Doctor { json } => doctor::command(json).await,
         Command::Import {
             what:
                 Some(ImportWhat::Observations {
@@ -236,7 +225,7 @@ pub async fn run(cli: Cli) -> Result<String, Failure> {
             format,
             spreadsheet_safe,
             file,
-        } => export_stations(format, spreadsheet_safe, file).await,
+        } => export::command(format, spreadsheet_safe, file).await,
         Command::Token {
             action: TokenAction::New,
         } => {
@@ -249,110 +238,31 @@ pub async fn run(cli: Cli) -> Result<String, Failure> {
         }
         Command::Db {
             action: DbAction::Create,
-        } => create_database().await,
+        } => migrate::create_database().await,
     }
+}
+
+/// The database of `settings`, with the schema this binary knows: importing into another
+/// would fail half-way, so a command says so first.
+async fn connect_migrated(settings: &Settings) -> Result<DatabaseConnection, Failure> {
+    let db = connect(settings).await?;
+    migrations::prepare_schema(&db, settings.database.migrate_on_start)
+        .await
+        .map_err(Failure::runtime)?;
+    Ok(db)
+}
+
+/// The database of `settings`, retried while it starts.
+async fn connect(settings: &Settings) -> Result<DatabaseConnection, Failure> {
+    database::connect_with_retry(&settings.database)
+        .await
+        .map_err(Failure::runtime)
 }
 
 fn load_settings() -> Result<Settings, Failure> {
     let settings = Settings::load().map_err(Failure::usage)?;
     telemetry::init(&settings.log);
     Ok(settings)
-}
-
-async fn serve() -> Result<(), Failure> {
-    let settings = load_settings()?;
-    tracing::info!(
-        environment = %settings.environment,
-        database = settings.database.redacted_url(),
-        "starting"
-    );
-    let application = Application::build(&settings)
-        .await
-        .map_err(Failure::runtime)?;
-    // Before "listening": whoever waits for that line may send SIGTERM at once.
-    let stop = shutdown_signal();
-    tracing::info!(
-        address = format!("{}:{}", settings.server.host, application.port()),
-        ide = settings.graphql.ide,
-        "listening"
-    );
-    application
-        .run_until(stop)
-        .await
-        .map_err(|error| Failure::runtime(format!("the server stopped with an error: {error}")))
-}
-
-async fn migrate(action: MigrateAction) -> Result<String, Failure> {
-    let settings = load_settings()?;
-    if matches!(action, MigrateAction::Fresh) && settings.environment == Environment::Production {
-        return Err(Failure::usage(
-            "`migrate fresh` drops every table; it is refused when APP_ENV=production",
-        ));
-    }
-    let db = database::connect_with_retry(&settings.database)
-        .await
-        .map_err(Failure::runtime)?;
-    let step = match action {
-        MigrateAction::Up { num } => Some(migrations::MigrationStep::Up(num)),
-        MigrateAction::Down { num } => Some(migrations::MigrationStep::Down(num)),
-        MigrateAction::Fresh => Some(migrations::MigrationStep::Fresh),
-        MigrateAction::Status => None,
-    };
-    let state = match step {
-        Some(step) => migrations::run(&db, step).await,
-        None => migrations::state(&db).await,
-    }
-    .map_err(|error| Failure::runtime(format!("migration failed: {error}")))?;
-    Ok(state.to_string())
-}
-
-async fn healthcheck(url: Option<String>) -> Result<String, Failure> {
-    let url = match url {
-        Some(url) => url,
-        None => {
-            let settings = Settings::load().map_err(Failure::usage)?;
-            // A server listening on every address is reached on loopback.
-            let host = match settings.server.host.as_str() {
-                "0.0.0.0" => "127.0.0.1",
-                "::" | "[::]" => "[::1]",
-                host => host,
-            };
-            format!("http://{host}:{}/health/ready", settings.server.port)
-        }
-    };
-    healthcheck::probe(&url).await.map_err(Failure::runtime)
-}
-
-async fn doctor(json: bool) -> Result<String, Failure> {
-    let report = doctor::run().await;
-    let output = if json {
-        report.to_json()
-    } else {
-        report.to_text()
-    };
-    if report.ok {
-        return Ok(output);
-    }
-    let failed = report
-        .checks
-        .iter()
-        .find(|check| check.status == doctor::Status::Failed)
-        .map_or("a check", |check| check.check);
-    Err(Failure {
-        stdout: output,
-        message: format!("doctor: \"{failed}\" failed"),
-        exit_code: ExitCode::from(report.exit_code),
-    })
-}
-
-async fn create_database() -> Result<String, Failure> {
-    let settings = load_settings()?;
-    let name = settings.database.target().database;
-    match database::create_database(&settings.database).await {
-        Ok(database::Created::Created) => Ok(format!("created database {name:?}\n")),
-        Ok(database::Created::AlreadyExisted) => Ok(format!("database {name:?} already exists\n")),
-        Err(message) => Err(Failure::runtime(message)),
-    }
 }
 
 async fn import_stations(
@@ -364,13 +274,7 @@ async fn import_stations(
         import::Source::File { path, .. } => (std::fs::metadata(path).ok().map(|m| m.len()), None),
         import::Source::Demo { count } => (None, Some(*count)),
     };
-    let db = database::connect_with_retry(&settings.database)
-        .await
-        .map_err(Failure::runtime)?;
-    // Importing into a schema this binary does not know would fail half-way; say so first.
-    migrations::prepare_schema(&db, settings.database.migrate_on_start)
-        .await
-        .map_err(Failure::runtime)?;
+    let db = connect_migrated(&settings).await?;
     let progress = Arc::new(import::Progress::new(total_bytes, total_rows, true));
     let summary = import::run(&db, source, options, progress)
         .await
@@ -391,47 +295,10 @@ async fn import_observations(
             (None, Some(stations * (u64::from(*days) * 24 + 1)))
         }
     };
-    let db = database::connect_with_retry(&settings.database)
-        .await
-        .map_err(Failure::runtime)?;
-    migrations::prepare_schema(&db, settings.database.migrate_on_start)
-        .await
-        .map_err(Failure::runtime)?;
+    let db = connect_migrated(&settings).await?;
     let progress = Arc::new(import::Progress::new(total_bytes, total_rows, true));
     let summary = import::observations::run(&db, source, reject_file, progress)
         .await
         .map_err(Failure::runtime)?;
     Ok(format!("{summary}\n"))
-}
-
-async fn export_stations(
-    format: Option<import::Format>,
-    spreadsheet_safe: bool,
-    file: Option<PathBuf>,
-) -> Result<String, Failure> {
-    let settings = load_settings()?;
-    let format = format
-        .or_else(|| file.as_deref().and_then(import::Format::from_path))
-        .unwrap_or(import::Format::Csv);
-    if spreadsheet_safe && format != import::Format::Csv {
-        return Err(Failure::usage(
-            "--spreadsheet-safe is for CSV: GeoJSON is not opened as a spreadsheet",
-        ));
-    }
-    let db = database::connect_with_retry(&settings.database)
-        .await
-        .map_err(Failure::runtime)?;
-    let mut out: Box<dyn std::io::Write + Send> = match &file {
-        Some(path) if path.as_os_str() != "-" => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path).map_err(|error| {
-                Failure::runtime(format!("cannot create {}: {error}", path.display()))
-            })?,
-        )),
-        _ => Box::new(std::io::BufWriter::new(std::io::stdout())),
-    };
-    let count = export::run(&db, format, spreadsheet_safe, &mut out)
-        .await
-        .map_err(Failure::runtime)?;
-    tracing::info!(stations = count, "exported");
-    Ok(String::new())
 }

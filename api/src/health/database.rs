@@ -16,8 +16,8 @@ use std::{
 
 use tokio::sync::{Notify, watch};
 
-use super::probe;
 use crate::configuration::DatabaseSettings;
+use crate::database::probe;
 
 /// How often the watcher tries the database while it is down.
 const PROBE_EVERY: Duration = Duration::from_millis(500);

@@ -10,7 +10,10 @@ use sea_orm::{
 };
 use serde_json::json;
 
-use crate::import::{CSV_COLUMNS, Format};
+use std::path::PathBuf;
+
+use super::{Failure, connect, load_settings};
+use crate::commands::import::{CSV_COLUMNS, Format};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -107,4 +110,35 @@ pub async fn run(
     out.flush()?;
     transaction.commit().await?;
     Ok(count as u64)
+}
+
+/// `stations-api export`: every station, to a file or standard output.
+pub async fn command(
+    format: Option<Format>,
+    spreadsheet_safe: bool,
+    file: Option<PathBuf>,
+) -> Result<String, Failure> {
+    let settings = load_settings()?;
+    let format = format
+        .or_else(|| file.as_deref().and_then(Format::from_path))
+        .unwrap_or(Format::Csv);
+    if spreadsheet_safe && format != Format::Csv {
+        return Err(Failure::usage(
+            "--spreadsheet-safe is for CSV: GeoJSON is not opened as a spreadsheet",
+        ));
+    }
+    let db = connect(&settings).await?;
+    let mut out: Box<dyn std::io::Write + Send> = match &file {
+        Some(path) if path.as_os_str() != "-" => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).map_err(|error| {
+                Failure::runtime(format!("cannot create {}: {error}", path.display()))
+            })?,
+        )),
+        _ => Box::new(std::io::BufWriter::new(std::io::stdout())),
+    };
+    let count = run(&db, format, spreadsheet_safe, &mut out)
+        .await
+        .map_err(Failure::runtime)?;
+    tracing::info!(stations = count, "exported");
+    Ok(String::new())
 }

@@ -8,6 +8,9 @@ use sea_orm::{ConnectionTrait, Statement};
 use serde::Serialize;
 use tokio::net::TcpStream;
 
+use std::process::ExitCode;
+
+use super::Failure;
 use crate::configuration::Settings;
 use crate::database::{
     self,
@@ -320,4 +323,27 @@ async fn connect_tcp(
         }
     }
     Err(failure)
+}
+
+/// `stations-api doctor [--json]`: the report, and a failure naming the first failed check.
+pub async fn command(json: bool) -> Result<String, Failure> {
+    let report = run().await;
+    let output = if json {
+        report.to_json()
+    } else {
+        report.to_text()
+    };
+    if report.ok {
+        return Ok(output);
+    }
+    let failed = report
+        .checks
+        .iter()
+        .find(|check| check.status == Status::Failed)
+        .map_or("a check", |check| check.check);
+    Err(Failure {
+        stdout: output,
+        message: format!("doctor: \"{failed}\" failed"),
+        exit_code: ExitCode::from(report.exit_code),
+    })
 }

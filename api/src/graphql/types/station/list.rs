@@ -2,8 +2,8 @@
 
 use async_graphql::{Enum, InputObject};
 
+use super::at;
 use super::geo::WithinRadius;
-use super::station::at;
 use crate::domain::{Latitude, Longitude};
 use crate::error::ApiError;
 use crate::graphql::limits::Limits;

@@ -5,14 +5,14 @@
 use async_graphql::{ComplexObject, Context, Result};
 use chrono::{DateTime, Utc};
 
-use super::cursor;
+use super::Station;
 use super::list::page_size;
-use super::observation::{
-    Observation, ObservationConnection, ObservationOrder, ObservationSummary, time_range,
-};
-use super::station::Station;
 use crate::graphql::limits::Limits;
 use crate::graphql::loaders::{LatestObservationOf, ObservationsOf, SummaryOf, load_one};
+use crate::graphql::types::cursor;
+use crate::graphql::types::observation::{
+    Observation, ObservationConnection, ObservationOrder, ObservationSummary, time_range,
+};
 use crate::service::observation::{TimeOrder, Window};
 
 #[ComplexObject]

@@ -2,7 +2,7 @@
 
 use async_graphql::{InputObject, SimpleObject};
 
-use super::station::{Station, at};
+use super::{Station, at};
 use crate::domain::{Latitude, Longitude, RadiusKm};
 use crate::error::ApiError;
 use crate::service::station::{Circle, NearbyStation};

@@ -1,0 +1,74 @@
+//! The `stations` list as a Relay cursor connection
+//! (<https://relay.dev/graphql/connections.htm>), paging forward with `first` and `after`.
+
+use async_graphql::{Context, Object, Result};
+use sea_orm::DatabaseConnection;
+
+use super::Station;
+use super::edges::{StationEdge, StationEdges};
+use crate::error::ApiError;
+use crate::graphql::types::cursor;
+use crate::graphql::types::page::{EarlierRows, PageInfo};
+use crate::service::station::{
+    self as service, KeysetPosition, StationCriteria, StationOrdering, StationPage,
+};
+
+/// One page of stations.
+pub struct StationConnection {
+    edges: Vec<StationEdge>,
+    page_info: PageInfo,
+    criteria: StationCriteria,
+}
+
+impl StationConnection {
+    pub fn new(
+        page: StationPage,
+        criteria: StationCriteria,
+        ordering: StationOrdering,
+        after: Option<KeysetPosition>,
+    ) -> Self {
+        let edges: Vec<StationEdge> = page
+            .rows
+            .into_iter()
+            .map(|row| StationEdge {
+                cursor: cursor::encode(&KeysetPosition::of(&row, ordering), ordering),
+                node: Station::from(row),
+            })
+            .collect();
+        let page_info = PageInfo {
+            has_next_page: page.has_next_page,
+            start_cursor: edges.first().map(|edge| edge.cursor.clone()),
+            end_cursor: edges.last().map(|edge| edge.cursor.clone()),
+            earlier: after.map(|after| EarlierRows::Stations {
+                criteria: criteria.clone(),
+                ordering,
+                after,
+            }),
+        };
+        Self {
+            edges,
+            page_info,
+            criteria,
+        }
+    }
+}
+
+#[Object]
+impl StationConnection {
+    async fn edges(&self) -> StationEdges<'_> {
+        StationEdges(&self.edges)
+    }
+
+    async fn page_info(&self) -> &PageInfo {
+        &self.page_info
+    }
+
+    /// How many stations match the filter, on all pages together. Counted only when asked
+    /// for: it costs a second query.
+    async fn total_count(&self, ctx: &Context<'_>) -> Result<u64> {
+        let db = ctx.data::<DatabaseConnection>()?;
+        Ok(service::count(db, &self.criteria)
+            .await
+            .map_err(ApiError::from)?)
+    }
+}
