@@ -22,8 +22,9 @@ use hyper::{body::Incoming, server::conn::http1};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{
     net::{TcpListener, TcpStream},
-    sync::{OwnedSemaphorePermit, Semaphore, watch},
+    sync::{OwnedSemaphorePermit, Semaphore},
 };
+use tokio_util::sync::CancellationToken;
 use tower_service::Service;
 
 use crate::routes::sites::HostAllowlist;
@@ -56,7 +57,7 @@ pub async fn serve(
     stop: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let (stopping_tx, stopping) = watch::channel(false);
+    let stopping = CancellationToken::new();
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
@@ -85,15 +86,12 @@ pub async fn serve(
         let connection = http
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades();
-        let mut stopping = stopping.clone();
+        let stopping = stopping.clone();
         tokio::spawn(async move {
             tokio::pin!(connection);
-            let stopped = async move {
-                let _ = stopping.wait_for(|stopping| *stopping).await;
-            };
             tokio::select! {
                 result = connection.as_mut() => log_connection_end(result),
-                () = stopped => {
+                () = stopping.cancelled() => {
                     connection.as_mut().graceful_shutdown();
                     log_connection_end(connection.await);
                 }
@@ -102,7 +100,7 @@ pub async fn serve(
         });
     }
     drop(listener);
-    let _ = stopping_tx.send(true);
+    stopping.cancel();
     // Every slot back: every connection has closed (WebSockets are closed by their own
     // shutdown, with 1001).
     let everyone = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);

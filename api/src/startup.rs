@@ -1,6 +1,6 @@
 //! Building the application from settings, and running it until a signal stops it.
 
-use std::{future::Future, io, path::Path, sync::Arc, time::Duration};
+use std::{future::Future, io, path::Path, pin::Pin, sync::Arc, time::Duration};
 
 use axum::{
     Router,
@@ -10,7 +10,8 @@ use axum::{
     routing::get,
 };
 use sea_orm::DatabaseConnection;
-use tokio::{net::TcpListener, sync::watch};
+use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower_http::{
     cors::{AllowOrigin, CorsLayer},
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
@@ -62,7 +63,7 @@ pub struct Application {
     /// The hub the listener feeds, when subscriptions are on.
     live: Option<Arc<LiveHub>>,
     /// Tells WebSocket connections (and the metrics listener) that the server is stopping.
-    stopping: watch::Sender<bool>,
+    stopping: CancellationToken,
     connection_limits: ConnectionLimits,
 }
 
@@ -123,7 +124,7 @@ impl Application {
             jwt.load_now(Duration::from_secs(3)).await;
         }
         let live = Arc::new(LiveHub::new(settings.subscriptions.buffer_events));
-        let (stopping, stopping_rx) = watch::channel(false);
+        let stopping = CancellationToken::new();
         let schema = build_schema(SchemaParts {
             db: db.clone(),
             limits,
@@ -150,7 +151,7 @@ impl Application {
                 &settings.server,
                 Arc::clone(&authenticator),
                 Arc::clone(&metrics),
-                stopping_rx,
+                stopping.clone(),
             )),
             authenticator,
             readiness: Arc::default(),
@@ -206,56 +207,51 @@ impl Application {
         self,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
-        let watcher = tokio::spawn(
+        // The replica's background work, stopped together once the server has stopped.
+        let background = TaskTracker::new();
+        let stop_background = CancellationToken::new();
+        let spawn = |task: Pin<Box<dyn Future<Output = ()> + Send>>| {
+            background.spawn(stop_background.clone().run_until_cancelled_owned(task));
+        };
+        spawn(Box::pin(
             Arc::clone(&self.state.health).watch((*self.state.database_settings).clone()),
-        );
-        let live_listener = self.live.map(|hub| {
-            tokio::spawn(
-                Listener {
-                    settings: self.state.database_settings.listening(),
-                    db: self.state.db.clone(),
-                    hub,
-                    metrics: Arc::clone(&self.state.metrics),
-                }
-                .run(),
-            )
-        });
-        let keys = self
-            .state
-            .authenticator
-            .jwt()
-            .map(|jwt| tokio::spawn(Arc::clone(jwt).keep_fresh()));
-        let stopping_tx = self.stopping;
-        let stopping_rx = stopping_tx.subscribe();
-        let mut metrics_stopping = stopping_rx.clone();
-        let metrics_server = self.metrics.map(|(listener, router)| {
-            tokio::spawn(async move {
-                let stopped = async move {
-                    let _ = metrics_stopping.wait_for(|stopping| *stopping).await;
-                };
-                axum::serve(listener, router)
+        ));
+        if let Some(hub) = self.live {
+            let listener = Listener {
+                settings: self.state.database_settings.listening(),
+                db: self.state.db.clone(),
+                hub,
+                metrics: Arc::clone(&self.state.metrics),
+            };
+            spawn(Box::pin(listener.run()));
+        }
+        if let Some(jwt) = self.state.authenticator.jwt() {
+            spawn(Box::pin(Arc::clone(jwt).keep_fresh()));
+        }
+        let stopping = self.stopping;
+        if let Some((listener, router)) = self.metrics {
+            let stopped = stopping.clone().cancelled_owned();
+            spawn(Box::pin(async move {
+                let served = axum::serve(listener, router)
                     .with_graceful_shutdown(stopped)
-                    .await
-            })
-        });
-        let server = connections::serve(
-            self.listener,
-            self.router,
-            self.connection_limits,
+                    .await;
+                if let Err(error) = served {
+                    tracing::warn!(error = %error, "the metrics listener stopped");
+                }
+            }));
+        }
+        let server = connections::serve(self.listener, self.router, self.connection_limits, {
+            let stopping = stopping.clone();
             async move {
                 stop.await;
                 tracing::info!("shutting down: no new connections, finishing requests in flight");
-                let _ = stopping_tx.send(true);
-            },
-        );
-        let mut deadline_rx = stopping_rx;
+                stopping.cancel();
+            }
+        });
         let shutdown_timeout = self.shutdown_timeout;
         let deadline = async move {
-            if deadline_rx.wait_for(|stopping| *stopping).await.is_ok() {
-                tokio::time::sleep(shutdown_timeout).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
+            stopping.cancelled().await;
+            tokio::time::sleep(shutdown_timeout).await;
         };
         let result = tokio::select! {
             result = server => result,
@@ -269,16 +265,9 @@ impl Application {
         };
         // WebSocket connections were told to close (1001) when stopping began.
         self.state.sockets.closed(Duration::from_secs(2)).await;
-        watcher.abort();
-        if let Some(live_listener) = live_listener {
-            live_listener.abort();
-        }
-        if let Some(keys) = keys {
-            keys.abort();
-        }
-        if let Some(metrics_server) = metrics_server {
-            metrics_server.abort();
-        }
+        stop_background.cancel();
+        background.close();
+        background.wait().await;
         if let Err(error) = self.state.db.close_by_ref().await {
             tracing::warn!(error = %error, "closing the database pool failed");
         }

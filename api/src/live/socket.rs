@@ -34,8 +34,8 @@ use axum::{
     http::HeaderValue,
 };
 use serde::Deserialize;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
-use tokio_util::sync::PollSender;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::sync::{CancellationToken, PollSender};
 
 use super::connection::Connection;
 use crate::auth::Authenticator;
@@ -61,7 +61,7 @@ pub struct Sockets {
     metrics: Arc<Metrics>,
     /// Admits each connection by its `connection_init`.
     authorization: Authorization,
-    stopping: watch::Receiver<bool>,
+    stopping: CancellationToken,
     /// `server.max_body_bytes`: the largest message (and frame) a client may send.
     pub max_message_bytes: usize,
     /// `server.cors_allowed_origins`: pages of other origins that may open a socket.
@@ -74,7 +74,7 @@ impl Sockets {
         server: &ServerSettings,
         authenticator: Arc<Authenticator>,
         metrics: Arc<Metrics>,
-        stopping: watch::Receiver<bool>,
+        stopping: CancellationToken,
     ) -> Self {
         Self {
             metrics,
@@ -183,7 +183,6 @@ pub async fn serve(
 
     let send_timeout = Duration::from_secs(settings.send_timeout_secs);
     let idle_timeout = Duration::from_secs(settings.idle_timeout_secs);
-    let mut stopping = sockets.stopping.clone();
     let mut pings = tokio::time::interval(Duration::from_secs(settings.keepalive_secs));
     pings.reset();
     let mut idle_check = tokio::time::interval(idle_timeout.min(Duration::from_secs(5)));
@@ -222,7 +221,7 @@ pub async fn serve(
                     None => break connection.close_requested().map(Closing::from),
                 },
                 closing = connection.closing() => break Some(Closing::from(closing)),
-                _ = stopping.wait_for(|stopping| *stopping) => {
+                () = sockets.stopping.cancelled() => {
                     break Some(Closing::new(GOING_AWAY, "server shutting down", Some("shutdown")));
                 }
                 () = &mut init_deadline, if !connection.is_acknowledged() => {
