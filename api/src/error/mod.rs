@@ -6,8 +6,10 @@
 //! [`ErrorCode`].
 
 mod code;
+mod refusal;
 
 pub use code::{ErrorCode, ResponseMedia};
+pub use refusal::Refusal;
 
 use async_graphql::ErrorExtensions;
 use sea_orm::DbErr;
@@ -122,11 +124,14 @@ pub enum ApiError {
     BadRequest { field: String, message: String },
 
     /// `INTERNAL`: anything else. The client gets this fixed message; the log gets the cause.
-    #[error("internal error; the server log has the details")]
+    #[error("{}", ApiError::INTERNAL_MESSAGE)]
     Internal(#[source] anyhow::Error),
 }
 
 impl ApiError {
+    /// All a client learns of an internal error.
+    pub const INTERNAL_MESSAGE: &str = "internal error; the server log has the details";
+
     pub fn bad_input(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::BadUserInput {
             field: field.into(),

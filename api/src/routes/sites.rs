@@ -17,13 +17,12 @@ use std::sync::Arc;
 
 use axum::{
     http::{HeaderMap, header},
-    response::Response,
+    response::{IntoResponse, Response},
 };
 use url::Url;
 
-use super::refusal;
 use crate::configuration::{ServerSettings, is_loopback_host};
-use crate::error::ErrorCode;
+use crate::error::{ErrorCode, Refusal};
 
 /// The `Host` values a loopback server answers.
 #[derive(Debug)]
@@ -59,11 +58,14 @@ impl HostAllowlist {
             // HTTP/1.0 clients may send none; browsers always do.
             None => None,
             Some(Ok(host)) if self.allows(host) => None,
-            Some(_) => Some(refusal(
-                ErrorCode::MisdirectedRequest,
-                "this server listens on a loopback address and answers only Host names of \
+            Some(_) => Some(
+                Refusal::new(
+                    ErrorCode::MisdirectedRequest,
+                    "this server listens on a loopback address and answers only Host names of \
                  loopback (localhost, 127.0.0.1, [::1]) or those in server.allowed_hosts",
-            )),
+                )
+                .into_response(),
+            ),
         }
     }
 }

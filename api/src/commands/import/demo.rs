@@ -2,11 +2,12 @@
 //! time: codes DEMO0000001..., pronounceable names, positions spread evenly over the globe.
 
 use super::EachRecord;
+use super::random::SplitMix64;
 use super::records::Fields;
 
 /// Hands `count` synthetic stations to `each`, numbered from 1.
 pub fn generate(count: u64, each: &mut EachRecord<'_>) {
-    let mut random = SplitMix64(0x5EED_0F57_A710_4500);
+    let mut random = SplitMix64::new(0x5EED_0F57_A710_4500);
     for number in 1..=count {
         let code = format!("DEMO{number:07}");
         let name = format!(
@@ -50,26 +51,4 @@ fn word(random: &mut SplitMix64) -> String {
         first.make_ascii_uppercase();
     }
     word
-}
-
-/// splitmix64: tiny, fast, and the same sequence on every machine.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn below(&mut self, bound: usize) -> usize {
-        (self.next() % bound as u64) as usize
-    }
 }

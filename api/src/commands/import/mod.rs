@@ -12,6 +12,7 @@ pub mod demo;
 mod geojson_source;
 pub mod observations;
 mod progress;
+mod random;
 mod records;
 mod rejects;
 

@@ -24,6 +24,7 @@ use sea_orm::{
 use tokio::sync::mpsc;
 
 use super::csv_source::{self, Layout, Row};
+use super::random::SplitMix64;
 use super::rejects::RejectWriter;
 use super::{
     BULK_LOAD_ROWS, BULK_NOTIFY_ROWS, BadRow, CHUNK_BYTES, Format, ImportError, LISTED_BAD_ROWS,
@@ -461,32 +462,6 @@ pub fn demo_reading(code: &str, lat: f64, elevation_m: f64, at: DateTime<Utc>) -
         Some(round(humidity)),
         Some(precipitation),
     ]
-}
-
-/// A small, fixed pseudo-random sequence per station and instant.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn seeded(code: &str, seconds: i64) -> Self {
-        // FNV-1a over the code, mixed with the instant: stable across runs and platforms.
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in code.bytes() {
-            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-        }
-        Self(hash ^ (seconds as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn between(&mut self, low: f64, high: f64) -> f64 {
-        low + (self.next() >> 11) as f64 / (1u64 << 53) as f64 * (high - low)
-    }
 }
 
 #[cfg(test)]

@@ -5,11 +5,21 @@
 
 use axum::http::{HeaderMap, header};
 
-use crate::error::ResponseMedia;
+use crate::error::{ErrorCode, Refusal, ResponseMedia};
 
 /// The client accepts neither media type.
 #[derive(Debug, PartialEq, Eq)]
 pub struct NotAcceptable;
+
+impl From<NotAcceptable> for Refusal {
+    fn from(_: NotAcceptable) -> Self {
+        Refusal::new(
+            ErrorCode::NotAcceptable,
+            "this endpoint answers application/graphql-response+json or application/json: \
+             accept one of them",
+        )
+    }
+}
 
 /// What a request's `Accept` header asks for.
 pub struct Accept {

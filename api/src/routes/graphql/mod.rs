@@ -14,12 +14,11 @@ use std::time::Instant;
 use axum::{
     body::Bytes,
     extract::{FromRequest, Request, State},
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
-use serde_json::json;
 
-use crate::error::{ErrorCode, ResponseMedia};
+use crate::error::{ErrorCode, Refusal as Rejection};
 use crate::graphql::pipeline::{Origin, Transport, telemetry::record_refused_request};
 use crate::routes::ide;
 use crate::state::AppState;
@@ -29,31 +28,26 @@ use wire::Operations;
 /// `POST /graphql`: one operation, or a batch of them, as JSON.
 pub async fn post(State(state): State<AppState>, request: Request) -> Response {
     let started = Instant::now();
+    answer_post(&state, request)
+        .await
+        .unwrap_or_else(|refusal| refuse(&state, started, refusal))
+}
+
+async fn answer_post(state: &AppState, request: Request) -> Result<Response, Rejection> {
     let deadline = tokio::time::Instant::now() + state.limits.request_timeout;
-    if let Err(rejection) = wire::from_query_string(request.uri().query().unwrap_or_default())
-        && rejection.field.as_deref() == Some("access_token")
-    {
-        return refuse(&state, started, rejection);
-    }
-    let headers = request.headers().clone();
-    let media = match Accept::from_headers(&headers).graphql() {
-        Ok(media) => media,
-        Err(_) => return refuse(&state, started, Rejection::not_acceptable()),
-    };
-    let operations = match read_body(&state, request, deadline).await {
-        Ok(body) => wire::from_body(&body, state.limits.max_batch_size),
-        Err(rejection) => Err(rejection),
-    };
-    let operations = match operations {
-        Ok(operations) => operations,
-        Err(rejection) => return refuse(&state, started, rejection.in_media(media)),
-    };
+    wire::refuse_token_in_url(request.uri().query())?;
+    let media = Accept::from_headers(request.headers()).graphql()?;
+    let authorization = request.headers().get(header::AUTHORIZATION).cloned();
+    let operations = read_body(state, request, deadline)
+        .await
+        .and_then(|body| wire::from_body(&body, state.limits.max_batch_size))
+        .map_err(|rejection| rejection.in_media(media))?;
     let origin = Origin {
         transport: Transport::Post,
-        authorization: headers.get(header::AUTHORIZATION).cloned(),
+        authorization,
         deadline: Some(deadline),
     };
-    match operations {
+    Ok(match operations {
         Operations::Single(request) => {
             respond::single(state.schema.execute(request.data(origin)).await, media)
         }
@@ -66,7 +60,7 @@ pub async fn post(State(state): State<AppState>, request: Request) -> Response {
             }
             respond::batch(&responses, media)
         }
-    }
+    })
 }
 
 /// `GET /graphql`: a query in the URL (`?query=...&variables=...`), a WebSocket for
@@ -76,26 +70,25 @@ pub async fn get(State(state): State<AppState>, request: Request) -> Response {
     if websocket::is_upgrade(&parts) {
         return websocket::upgrade(state, parts).await;
     }
-    let headers = parts.headers;
-    let query_string = parts.uri.query().map(str::to_owned);
     let started = Instant::now();
-    let accept = Accept::from_headers(&headers);
+    answer_get(&state, &parts)
+        .await
+        .unwrap_or_else(|refusal| refuse(&state, started, refusal))
+}
+
+async fn answer_get(state: &AppState, parts: &Parts) -> Result<Response, Rejection> {
+    let accept = Accept::from_headers(&parts.headers);
     if accept.prefers_html() {
-        let mut page = ide::page(&state);
+        let mut page = ide::page(state);
         page.headers_mut()
             .insert(header::VARY, HeaderValue::from_static("Accept"));
-        return page;
+        return Ok(page);
     }
-    let media = match accept.graphql() {
-        Ok(media) => media,
-        Err(_) => return refuse(&state, started, Rejection::not_acceptable()),
-    };
-    let request = match wire::from_query_string(query_string.as_deref().unwrap_or_default()) {
-        Ok(request) => request,
-        Err(rejection) => return refuse(&state, started, rejection.in_media(media)),
-    };
-    let authorization = headers.get(header::AUTHORIZATION).cloned();
-    let cache_control = cache_control(&state, authorization.is_some());
+    let media = accept.graphql()?;
+    let request = wire::from_query_string(parts.uri.query().unwrap_or_default())
+        .map_err(|rejection| rejection.in_media(media))?;
+    let authorization = parts.headers.get(header::AUTHORIZATION).cloned();
+    let cache_control = cache_control(state, authorization.is_some());
     let origin = Origin {
         transport: Transport::Get,
         authorization,
@@ -116,7 +109,7 @@ pub async fn get(State(state): State<AppState>, request: Request) -> Response {
         header::VARY,
         HeaderValue::from_static("Accept, Authorization"),
     );
-    answer
+    Ok(answer)
 }
 
 /// How long caches may keep a successful GET answer (`graphql.get_max_age_secs`): shared
@@ -201,60 +194,4 @@ async fn read_body(
 fn refuse(state: &AppState, started: Instant, rejection: Rejection) -> Response {
     record_refused_request(&state.metrics, rejection.code, started.elapsed());
     rejection.into_response()
-}
-
-/// Why a request was not even a GraphQL request: answered with the status of its code and a
-/// GraphQL-shaped error body, so that clients read it like any other error.
-#[derive(Debug)]
-pub struct Rejection {
-    code: ErrorCode,
-    message: String,
-    /// The request parameter at fault (`variables`, `[2].query`).
-    field: Option<String>,
-    media: ResponseMedia,
-}
-
-impl Rejection {
-    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            field: None,
-            media: ResponseMedia::Json,
-        }
-    }
-
-    fn with_field(mut self, field: impl Into<String>) -> Self {
-        self.field = Some(field.into());
-        self
-    }
-
-    fn in_media(mut self, media: ResponseMedia) -> Self {
-        self.media = media;
-        self
-    }
-
-    fn not_acceptable() -> Self {
-        Self::new(
-            ErrorCode::NotAcceptable,
-            "this endpoint answers application/graphql-response+json or application/json: \
-             accept one of them",
-        )
-    }
-}
-
-impl IntoResponse for Rejection {
-    fn into_response(self) -> Response {
-        let mut extensions = json!({ "code": self.code.as_str() });
-        if let Some(field) = self.field {
-            extensions["field"] = json!(field);
-        }
-        let body = json!({ "errors": [{ "message": self.message, "extensions": extensions }] });
-        (
-            self.code.status(self.media),
-            [(header::CONTENT_TYPE, self.media.content_type())],
-            body.to_string(),
-        )
-            .into_response()
-    }
 }

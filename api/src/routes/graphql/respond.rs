@@ -16,7 +16,7 @@ use axum::{
 };
 use serde::Serialize;
 
-use crate::error::{ErrorCode, ResponseMedia};
+use crate::error::{ApiError, ErrorCode, Refusal, ResponseMedia};
 
 /// The HTTP answer to one operation.
 pub fn single(response: async_graphql::Response, media: ResponseMedia) -> Response {
@@ -113,14 +113,8 @@ fn encoded(
             .into_response(),
         Err(error) => {
             tracing::error!(error = %error, "could not encode a GraphQL response");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                [(header::CONTENT_TYPE, media.content_type())],
-                format!(
-                    r#"{{"errors":[{{"message":"internal error; the server log has the details","extensions":{{"code":"{}"}}}}]}}"#,
-                    ErrorCode::Internal
-                ),
-            )
+            Refusal::new(ErrorCode::Internal, ApiError::INTERNAL_MESSAGE)
+                .in_media(media)
                 .into_response()
         }
     }

@@ -13,9 +13,9 @@ use axum::{
 };
 
 use crate::connections::ConnectionSlot;
-use crate::error::ErrorCode;
+use crate::error::{ErrorCode, Refusal};
 use crate::live::socket;
-use crate::routes::{refusal, sites};
+use crate::routes::sites;
 use crate::state::AppState;
 
 /// Whether `parts` asks to upgrade to a WebSocket.
@@ -31,37 +31,41 @@ pub fn is_upgrade(parts: &Parts) -> bool {
 pub async fn upgrade(state: AppState, mut parts: Parts) -> Response {
     let sockets = Arc::clone(&state.sockets);
     if !sockets.settings.enabled {
-        return refusal(
+        return Refusal::new(
             ErrorCode::SubscriptionsDisabled,
             "subscriptions are turned off here (subscriptions.enabled = false)",
-        );
+        )
+        .into_response();
     }
     if !sites::websocket_origin_allowed(&parts.headers, &sockets.allowed_origins) {
-        return refusal(
+        return Refusal::new(
             ErrorCode::Forbidden,
             "pages of other origins may not open a WebSocket here: list the page's origin in \
              server.cors_allowed_origins",
-        );
+        )
+        .into_response();
     }
     // The first sub-protocol the client offers that async-graphql speaks, as
     // async-graphql-axum's extractor picks it; its own refusal is a bare 400.
     let Ok(protocol) = GraphQLProtocol::from_request_parts(&mut parts, &state).await else {
-        return refusal(
+        return Refusal::new(
             ErrorCode::BadRequest,
             "name a sub-protocol in Sec-WebSocket-Protocol: graphql-transport-ws (the graphql-ws \
              library) or graphql-ws (subscriptions-transport-ws)",
-        );
+        )
+        .into_response();
     };
     let offered = offered_protocol(&parts);
     let Some(slot) = sockets.try_open() else {
-        return refusal(
+        return Refusal::new(
             ErrorCode::ServiceUnavailable,
-            &format!(
+            format!(
                 "this replica serves {} WebSocket connections already, its limit \
                  (subscriptions.max_connections): retry later, or on another replica",
                 sockets.settings.max_connections
             ),
-        );
+        )
+        .into_response();
     };
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
         Ok(upgrade) => upgrade,

@@ -10,8 +10,7 @@ use async_graphql::{Extensions, Variables};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::Rejection;
-use crate::error::ErrorCode;
+use crate::error::{ErrorCode, Refusal as Rejection};
 
 /// What one HTTP request carries.
 pub enum Operations {
@@ -91,6 +90,24 @@ pub fn from_body(body: &[u8], max_batch_size: usize) -> Result<Operations, Rejec
     }
 }
 
+/// Refuses a token in the URL of any request (RFC 6750 allows `access_token`, but a URL ends
+/// up in logs and caches).
+pub fn refuse_token_in_url(query_string: Option<&str>) -> Result<(), Rejection> {
+    let names = url::form_urlencoded::parse(query_string.unwrap_or_default().as_bytes());
+    if names.into_iter().any(|(name, _)| name == "access_token") {
+        return Err(token_in_url());
+    }
+    Ok(())
+}
+
+fn token_in_url() -> Rejection {
+    bad_request(
+        Some("access_token".to_owned()),
+        "a token in the URL is refused (URLs are logged and cached): send it as \
+         Authorization: Bearer <token>",
+    )
+}
+
 /// Reads the parameters of `GET /graphql?query=...&variables=...`; `variables` and
 /// `extensions` are JSON text.
 pub fn from_query_string(query_string: &str) -> Result<async_graphql::Request, Rejection> {
@@ -100,14 +117,7 @@ pub fn from_query_string(query_string: &str) -> Result<async_graphql::Request, R
     let mut extensions = None;
     for (name, value) in url::form_urlencoded::parse(query_string.as_bytes()) {
         let slot = match name.as_ref() {
-            // RFC 6750 allows it, but a URL ends up in logs and caches: never the token.
-            "access_token" => {
-                return Err(bad_request(
-                    Some("access_token".to_owned()),
-                    "a token in the URL is refused (URLs are logged and cached): send it as \
-                     Authorization: Bearer <token>",
-                ));
-            }
+            "access_token" => return Err(token_in_url()),
             "query" => &mut query,
             "operationName" => &mut operation_name,
             "variables" => &mut variables,
