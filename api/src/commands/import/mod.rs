@@ -7,6 +7,7 @@
 //! existing stations are resolved as `--on-conflict` says, and the rows are upserted into
 //! `stations`. An import is all or nothing: any failure rolls everything back.
 
+mod copy;
 mod csv_source;
 pub mod demo;
 mod geojson_source;
@@ -30,17 +31,16 @@ use sea_orm::{
 };
 use tokio::sync::mpsc;
 
+use copy::{Fed, Feed, copy_in};
 pub use csv_source::COLUMNS as CSV_COLUMNS;
 pub use progress::Progress;
-use records::{Fields, encode_copy_line, validate};
+use records::{Fields, validate};
 use rejects::RejectWriter;
 
 /// What a source hands over for each record: its position (CSV line, GeoJSON feature number),
 /// its bytes verbatim, and its fields or why it has none. Returning false stops the reading.
 pub type EachRecord<'a> = dyn FnMut(u64, &[u8], Result<Fields<'_>, String>) -> bool + 'a;
 
-/// Encoded rows are sent to PostgreSQL in chunks of about this many bytes.
-const CHUNK_BYTES: usize = 256 * 1024;
 /// From this many rows on, an import is a bulk load: indexes of an empty table are built
 /// afterwards, and statistics are refreshed.
 const BULK_LOAD_ROWS: i64 = 10_000;
@@ -212,13 +212,6 @@ fn describe_conflicts(format: Format, rows: &[(u64, String)], total: u64) -> Str
     text
 }
 
-/// What the reader thread found.
-struct ReadOutcome {
-    bad: Vec<BadRow>,
-    bad_total: u64,
-    rejects: Option<RejectWriter>,
-}
-
 /// Imports `source` into `stations` in one transaction.
 pub async fn run(
     db: &DatabaseConnection,
@@ -375,7 +368,7 @@ async fn stage(
     source: &Source,
     rejects: Option<RejectWriter>,
     progress: &Arc<Progress>,
-) -> Result<ReadOutcome, ImportError> {
+) -> Result<Fed, ImportError> {
     let source = source.clone();
     let progress = Arc::clone(progress);
     copy_in(
@@ -386,92 +379,16 @@ async fn stage(
     .await
 }
 
-/// Runs `copy` (a `COPY ... FROM STDIN`) with the chunks `produce` sends from a thread of its
-/// own, which reads and validates the input while PostgreSQL stores what came before. When
-/// either side fails, the COPY is aborted and the error is the first one.
-async fn copy_in<R: Send + 'static>(
-    connection: &mut PgConnection,
-    copy: &'static str,
-    produce: impl FnOnce(&mpsc::Sender<String>) -> Result<R, ImportError> + Send + 'static,
-) -> Result<R, ImportError> {
-    let (chunks_tx, mut chunks) = mpsc::channel::<String>(4);
-    let producer = tokio::task::spawn_blocking(move || produce(&chunks_tx));
-    let mut copy = connection.copy_in_raw(copy).await?;
-    let mut sent = Ok(());
-    while let Some(chunk) = chunks.recv().await {
-        if let Err(error) = copy.send(chunk.into_bytes()).await {
-            sent = Err(error);
-            break;
-        }
-    }
-    // Closing the channel tells the producer to stop, should sending have failed.
-    drop(chunks);
-    let produced = producer
-        .await
-        .map_err(|error| ImportError::File(format!("the file reader stopped: {error}")))?;
-    match (sent, produced) {
-        (Ok(()), Ok(produced)) => {
-            copy.finish().await?;
-            Ok(produced)
-        }
-        (Err(error), _) => {
-            let _ = copy.abort("import failed").await;
-            Err(error.into())
-        }
-        (Ok(()), Err(error)) => {
-            let _ = copy.abort("import failed").await;
-            Err(error)
-        }
-    }
-}
-
-/// The reader thread: validates every record, sends the valid ones encoded for `COPY`, and sets
-/// the bad ones aside (in the reject file, or as a list for the refusal).
+/// The reader thread: validates every record and feeds it to the COPY.
 fn read_records(
     source: &Source,
-    mut rejects: Option<RejectWriter>,
+    rejects: Option<RejectWriter>,
     chunks: &mpsc::Sender<String>,
     progress: &Progress,
-) -> Result<ReadOutcome, ImportError> {
-    let mut buffer = String::with_capacity(CHUNK_BYTES + 1024);
-    let mut bad = Vec::new();
-    let mut bad_total = 0;
-    let mut stopped = false;
-    let mut reject_error = None;
-    let mut rows_in_buffer = 0;
-
+) -> Result<Fed, ImportError> {
+    let mut feed = Feed::new(chunks, progress, rejects);
     let mut each = |position: u64, raw: &[u8], fields: Result<Fields<'_>, String>| -> bool {
-        match fields.and_then(validate) {
-            Ok(station) => {
-                encode_copy_line(&mut buffer, position, &station);
-                rows_in_buffer += 1;
-                if buffer.len() >= CHUNK_BYTES {
-                    progress.add_rows(rows_in_buffer);
-                    rows_in_buffer = 0;
-                    let chunk =
-                        std::mem::replace(&mut buffer, String::with_capacity(CHUNK_BYTES + 1024));
-                    if chunks.blocking_send(chunk).is_err() {
-                        stopped = true;
-                        return false;
-                    }
-                }
-            }
-            Err(reason) => {
-                bad_total += 1;
-                progress.add_rows(1);
-                match rejects.as_mut() {
-                    Some(writer) => {
-                        if let Err(error) = writer.write(raw) {
-                            reject_error = Some(writer.error(error));
-                            return false;
-                        }
-                    }
-                    None if bad.len() < LISTED_BAD_ROWS => bad.push(BadRow { position, reason }),
-                    None => {}
-                }
-            }
-        }
-        true
+        feed.take(position, raw, fields.and_then(validate))
     };
     let mut on_bytes = |bytes: u64| progress.set_bytes(bytes);
     let result = match source {
@@ -489,18 +406,7 @@ fn read_records(
         }
     };
     result.map_err(ImportError::File)?;
-    if let Some(error) = reject_error {
-        return Err(error);
-    }
-    if !stopped && !buffer.is_empty() {
-        progress.add_rows(rows_in_buffer);
-        let _ = chunks.blocking_send(buffer);
-    }
-    Ok(ReadOutcome {
-        bad,
-        bad_total,
-        rejects,
-    })
+    feed.finish()
 }
 
 /// Records whose code an earlier record of the file already has.

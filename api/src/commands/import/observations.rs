@@ -27,8 +27,10 @@ use super::csv_source::{self, Layout, Row};
 use super::random::SplitMix64;
 use super::rejects::RejectWriter;
 use super::{
-    BULK_LOAD_ROWS, BULK_NOTIFY_ROWS, BadRow, CHUNK_BYTES, Format, ImportError, LISTED_BAD_ROWS,
-    Progress, announce_in_bulk, copy_in, records::number_from_text,
+    BULK_LOAD_ROWS, BULK_NOTIFY_ROWS, BadRow, Format, ImportError, LISTED_BAD_ROWS, Progress,
+    announce_in_bulk,
+    copy::{CopyLine, Fed, Feed, copy_in},
+    records::number_from_text,
 };
 use crate::domain::{InvalidValue, Measure, StationCode, observed_at};
 
@@ -239,70 +241,18 @@ pub async fn run(
     })
 }
 
-/// What the reader thread found.
-struct ReadOutcome {
-    /// Rows sent to `COPY`.
-    valid: u64,
-    bad: Vec<BadRow>,
-    bad_total: u64,
-    rejects: Option<RejectWriter>,
-}
-
-/// The reader thread: validates every row, sends the valid ones encoded for `COPY`, and sets
-/// the bad ones aside.
+/// The reader thread: validates every row and feeds it to the COPY.
 fn read(
     source: &ObservationSource,
     demo_stations: &[(String, f64, Option<f64>)],
-    mut rejects: Option<RejectWriter>,
+    rejects: Option<RejectWriter>,
     chunks: &mpsc::Sender<String>,
     progress: &Progress,
-) -> Result<ReadOutcome, ImportError> {
+) -> Result<Fed, ImportError> {
     let now = Utc::now();
-    let mut buffer = String::with_capacity(CHUNK_BYTES + 1024);
-    let mut outcome = ReadOutcome {
-        valid: 0,
-        bad: Vec::new(),
-        bad_total: 0,
-        rejects: None,
-    };
-    let mut stopped = false;
-    let mut reject_error = None;
-    let mut rows_in_buffer = 0;
+    let mut feed = Feed::new(chunks, progress, rejects);
     let mut each = |position: u64, raw: &[u8], reading: Result<Reading<'_>, String>| -> bool {
-        match reading {
-            Ok(reading) => {
-                encode_copy_line(&mut buffer, position, &reading);
-                outcome.valid += 1;
-                rows_in_buffer += 1;
-                if buffer.len() >= CHUNK_BYTES {
-                    progress.add_rows(rows_in_buffer);
-                    rows_in_buffer = 0;
-                    let chunk =
-                        std::mem::replace(&mut buffer, String::with_capacity(CHUNK_BYTES + 1024));
-                    if chunks.blocking_send(chunk).is_err() {
-                        stopped = true;
-                        return false;
-                    }
-                }
-            }
-            Err(reason) => {
-                outcome.bad_total += 1;
-                progress.add_rows(1);
-                match rejects.as_mut() {
-                    Some(writer) => {
-                        if let Err(error) = writer.write(raw) {
-                            reject_error = Some(writer.error(error));
-                            return false;
-                        }
-                    }
-                    None if outcome.bad.len() < LISTED_BAD_ROWS => {
-                        outcome.bad.push(BadRow { position, reason });
-                    }
-                    None => {}
-                }
-            }
-        }
-        true
+        feed.take(position, raw, reading)
     };
     match source {
         ObservationSource::File(path) => csv_source::read_rows(
@@ -332,15 +282,7 @@ fn read(
             }
         }
     }
-    if let Some(error) = reject_error {
-        return Err(error);
-    }
-    if !stopped && !buffer.is_empty() {
-        progress.add_rows(rows_in_buffer);
-        let _ = chunks.blocking_send(buffer);
-    }
-    outcome.rejects = rejects;
-    Ok(outcome)
+    feed.finish()
 }
 
 /// Validates one row with the rules of `recordObservations`; the error names the column.
@@ -393,22 +335,25 @@ fn reading<'a>(row: &Row<'a>, now: DateTime<Utc>) -> Result<Reading<'a>, String>
 
 /// One row of `COPY` text: position, code, instant, measurements (`\N` when missing). Codes
 /// hold no character that COPY text escapes.
-fn encode_copy_line(buffer: &mut String, position: u64, reading: &Reading<'_>) {
-    let _ = write!(
-        buffer,
-        "{position}\t{}\t{}",
-        reading.station_code,
-        reading.observed_at.to_rfc3339()
-    );
-    for value in reading.values {
-        match value {
-            Some(value) => {
-                let _ = write!(buffer, "\t{value:?}");
+impl CopyLine for Reading<'_> {
+    fn encode(&self, position: u64, buffer: &mut String) {
+        let reading = self;
+        let _ = write!(
+            buffer,
+            "{position}\t{}\t{}",
+            reading.station_code,
+            reading.observed_at.to_rfc3339()
+        );
+        for value in reading.values {
+            match value {
+                Some(value) => {
+                    let _ = write!(buffer, "\t{value:?}");
+                }
+                None => buffer.push_str("\t\\N"),
             }
-            None => buffer.push_str("\t\\N"),
         }
+        buffer.push('\n');
     }
-    buffer.push('\n');
 }
 
 /// The verbatim lines of the file at `positions`, read again.
@@ -496,9 +441,7 @@ mod tests {
     #[test]
     fn a_copy_line_has_every_column_and_nulls() {
         let mut line = String::new();
-        encode_copy_line(
-            &mut line,
-            3,
+        CopyLine::encode(
             &Reading {
                 station_code: "ZRH",
                 observed_at: DateTime::parse_from_rfc3339("2026-06-01T12:00:00Z")
@@ -506,6 +449,8 @@ mod tests {
                     .with_timezone(&Utc),
                 values: [Some(21.5), None, Some(40.0), None],
             },
+            3,
+            &mut line,
         );
         assert_eq!(
             line,

@@ -3,6 +3,7 @@
 
 use std::{borrow::Cow, fmt::Write as _};
 
+use super::copy::CopyLine;
 use crate::domain::{
     Elevation, InvalidValue, Latitude, Longitude, NewStation, StationCode, StationName,
 };
@@ -66,7 +67,13 @@ pub fn number_from_text(text: &str) -> NumberField {
 
 /// Appends `station` as one line of `COPY` text format: position, code, name, lat, lng,
 /// elevation. Floats print their shortest exact form, so PostgreSQL stores the same value.
-pub fn encode_copy_line(buffer: &mut String, position: u64, station: &NewStation) {
+impl CopyLine for NewStation {
+    fn encode(&self, position: u64, buffer: &mut String) {
+        encode_copy_line(buffer, position, self);
+    }
+}
+
+fn encode_copy_line(buffer: &mut String, position: u64, station: &NewStation) {
     let _ = write!(buffer, "{position}\t");
     escape_copy_text(buffer, station.code.as_str());
     buffer.push('\t');

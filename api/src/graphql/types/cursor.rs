@@ -39,18 +39,7 @@ pub fn decode_observation(
              pageInfo.endCursor unchanged",
         )
     };
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| malformed())?;
-    let text = String::from_utf8(bytes).map_err(|_| malformed())?;
-    let mut parts = text.split('|');
-    let (Some(OBSERVATION_VERSION), Some(cursor_order), Some(id), Some(micros), None) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return Err(malformed());
-    };
+    let [cursor_order, id, micros] = fields(cursor, OBSERVATION_VERSION, malformed)?;
     if cursor_order != order_name(order) {
         return Err(ApiError::bad_input(
             field,
@@ -69,6 +58,22 @@ pub fn decode_observation(
             .and_then(DateTime::from_timestamp_micros)
             .ok_or_else(malformed)?,
     })
+}
+
+/// The `N` fields of a cursor of `version`, the last one free to hold `|`; or `malformed()`.
+fn fields<const N: usize>(
+    cursor: &str,
+    version: &str,
+    malformed: impl Fn() -> ApiError,
+) -> Result<[String; N], ApiError> {
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| malformed())?;
+    let text = String::from_utf8(bytes).map_err(|_| malformed())?;
+    let mut parts = text.splitn(N + 1, '|');
+    if parts.next() != Some(version) {
+        return Err(malformed());
+    }
+    let fields: Vec<String> = parts.map(str::to_owned).collect();
+    fields.try_into().map_err(|_| malformed())
 }
 
 fn order_name(order: TimeOrder) -> &'static str {
@@ -107,18 +112,7 @@ pub fn decode(
              unchanged",
         )
     };
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| malformed())?;
-    let text = String::from_utf8(bytes).map_err(|_| malformed())?;
-    let mut parts = text.splitn(5, '|');
-    let (Some(VERSION), Some(sort_field), Some(direction), Some(id), Some(key)) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return Err(malformed());
-    };
+    let [sort_field, direction, id, key] = fields(cursor, VERSION, malformed)?;
     if sort_field != field_name(ordering.field) || direction != direction_name(ordering.direction) {
         return Err(ApiError::bad_input(
             field,
@@ -134,8 +128,8 @@ pub fn decode(
     let key = match ordering.field {
         SortField::Id if key.is_empty() => SortKey::Id,
         SortField::Id => return Err(malformed()),
-        SortField::Name => SortKey::Name(key.to_owned()),
-        SortField::Code => SortKey::Code(key.to_owned()),
+        SortField::Name => SortKey::Name(key),
+        SortField::Code => SortKey::Code(key),
         SortField::CreatedAt => key
             .parse::<i64>()
             .ok()
