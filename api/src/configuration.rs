@@ -176,6 +176,8 @@ pub struct GraphqlSettings {
     pub max_fragment_spreads: usize,
     /// The most operations one batched request (a JSON array) may hold; 0 refuses batches.
     pub max_batch_size: usize,
+    /// The most rows one mutation may write (`createStations`, `recordObservations`).
+    pub max_rows_per_mutation: usize,
     /// Parsed documents kept by the hash of their text, which is also the store of automatic
     /// persisted queries: at most this many...
     pub document_store_entries: usize,

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use crate::configuration::{GraphqlSettings, ServerSettings};
+use crate::error::ApiError;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -17,6 +18,7 @@ pub struct Limits {
     pub max_fragment_spreads: usize,
     pub max_body_bytes: usize,
     pub max_batch_size: usize,
+    pub max_rows_per_mutation: usize,
     /// How long caches may keep a successful answer to a GET; 0: not at all.
     pub get_max_age_secs: u64,
     pub request_timeout: Duration,
@@ -34,9 +36,28 @@ impl Limits {
             max_fragment_spreads: graphql.max_fragment_spreads,
             max_body_bytes: server.max_body_bytes,
             max_batch_size: graphql.max_batch_size,
+            max_rows_per_mutation: graphql.max_rows_per_mutation,
             get_max_age_secs: graphql.get_max_age_secs,
             request_timeout: Duration::from_secs(server.request_timeout_secs),
             body_read_timeout: Duration::from_secs(server.body_read_timeout_secs),
         }
+    }
+}
+
+impl Limits {
+    /// Refuses a mutation's argument `inputs` when it holds more `rows` (stations,
+    /// observations) than one mutation may write.
+    pub fn check_rows_per_mutation(&self, count: usize, rows: &str) -> Result<(), ApiError> {
+        if count <= self.max_rows_per_mutation {
+            return Ok(());
+        }
+        Err(ApiError::bad_input(
+            "inputs",
+            format!(
+                "must hold at most {} {rows} (got {count}; graphql.max_rows_per_mutation): send \
+                 several calls",
+                self.max_rows_per_mutation
+            ),
+        ))
     }
 }

@@ -4,11 +4,9 @@ use sea_orm::DatabaseConnection;
 
 use crate::auth::{Role, guard::RequireRole};
 use crate::error::ApiError;
+use crate::graphql::limits::Limits;
 use crate::graphql::types::observation::{ObservationInput, RecordObservationsPayload};
 use crate::service::observation::{self as service, RecordError};
-
-/// The most observations one `recordObservations` call may carry.
-pub const MAX_OBSERVATIONS_PER_CALL: usize = 1000;
 
 #[derive(Default)]
 pub struct ObservationMutation;
@@ -23,17 +21,8 @@ impl ObservationMutation {
         ctx: &Context<'_>,
         inputs: Vec<ObservationInput>,
     ) -> Result<RecordObservationsPayload> {
-        if inputs.len() > MAX_OBSERVATIONS_PER_CALL {
-            return Err(ApiError::bad_input(
-                "inputs",
-                format!(
-                    "must hold at most {MAX_OBSERVATIONS_PER_CALL} observations (got {}); send \
-                     several calls",
-                    inputs.len()
-                ),
-            )
-            .into());
-        }
+        ctx.data::<Limits>()?
+            .check_rows_per_mutation(inputs.len(), "observations")?;
         let now = Utc::now();
         let observations = inputs
             .into_iter()

@@ -3,13 +3,11 @@ use sea_orm::DatabaseConnection;
 
 use crate::auth::{Role, guard::RequireRole};
 use crate::error::ApiError;
+use crate::graphql::limits::Limits;
 use crate::graphql::types::station::{
     CreateStationInput, Station, UpdateStationInput, parse_station_id,
 };
 use crate::service::station::{self as service, WriteError};
-
-/// The most stations one `createStations` call may create.
-pub const MAX_BATCH_SIZE: usize = 1000;
 
 #[derive(Default)]
 pub struct StationMutation;
@@ -36,16 +34,8 @@ impl StationMutation {
         ctx: &Context<'_>,
         inputs: Vec<CreateStationInput>,
     ) -> Result<Vec<Station>> {
-        if inputs.len() > MAX_BATCH_SIZE {
-            return Err(ApiError::bad_input(
-                "inputs",
-                format!(
-                    "must hold at most {MAX_BATCH_SIZE} stations (got {}); send several calls",
-                    inputs.len()
-                ),
-            )
-            .into());
-        }
+        ctx.data::<Limits>()?
+            .check_rows_per_mutation(inputs.len(), "stations")?;
         let mut stations = Vec::with_capacity(inputs.len());
         for (index, input) in inputs.into_iter().enumerate() {
             let station = input.validate(&format!("inputs[{index}]"))?;
