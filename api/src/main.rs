@@ -12,7 +12,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     let outcome = commands::run(Cli::parse()).await;
-    // Log lines are written in batches: the last ones before the outcome.
+    // Log lines are written by a thread of their own: the last ones before the outcome.
     stations_api::telemetry::flush();
     match outcome {
         Ok(output) => {

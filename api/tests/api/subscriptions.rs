@@ -462,13 +462,8 @@ async fn a_subscribe_with_the_id_of_a_running_subscription_closes_with_4409() {
     let query = "subscription { stationChanged { station { code } } }";
     client.subscribe("1", query, json!({})).await;
     wait_until_subscribed(&[&app.address], 1).await;
-    // Completed by the client, an id may be used again.
-    client.send(json!({ "type": "complete", "id": "1" })).await;
-    client.subscribe("1", query, json!({})).await;
-    app.create_station("DUP", "Twice", 1.0, 1.0).await;
-    let event = client.next_event("1", SECOND).await;
-    assert_eq!(event["data"]["stationChanged"]["station"]["code"], "DUP");
-    // While it runs, not (graphql-transport-ws: "Subscriber for <id> already exists").
+    // graphql-transport-ws: "Subscriber for <id> already exists", where async-graphql alone
+    // would silently replace the running one.
     client.subscribe("1", query, json!({})).await;
     let Some((code, reason)) = client.closed(SECOND).await else {
         panic!("the socket was dropped without a close frame");
