@@ -153,21 +153,24 @@ impl Preparing {
     /// The operation the request runs, worked out from its document (parsing it when no
     /// policy did yet) the first time a policy asks; or why the document does not say.
     pub fn operation(&mut self) -> ServerResult<&PreparedOperation> {
-        if self.operation.is_none() {
-            let operation_name = self.request.operation_name.clone();
-            let document = self.request.parsed_query()?;
-            let Some((name, kind, _)) = selected_operation(document, operation_name.as_deref())
-            else {
-                return Err(cost::unselectable(document, operation_name.as_deref()));
-            };
-            self.operation = Some(PreparedOperation {
-                name: name.map(str::to_owned),
-                kind,
-                hash: self.hash,
-                origin: self.origin.clone(),
-            });
-        }
-        Ok(self.operation.as_ref().expect("worked out above"))
+        let operation = match self.operation.take() {
+            Some(operation) => operation,
+            None => {
+                let operation_name = self.request.operation_name.clone();
+                let document = self.request.parsed_query()?;
+                let Some((name, kind, _)) = selected_operation(document, operation_name.as_deref())
+                else {
+                    return Err(cost::unselectable(document, operation_name.as_deref()));
+                };
+                PreparedOperation {
+                    name: name.map(str::to_owned),
+                    kind,
+                    hash: self.hash,
+                    origin: self.origin.clone(),
+                }
+            }
+        };
+        Ok(self.operation.insert(operation))
     }
 }
 
