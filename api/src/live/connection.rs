@@ -9,12 +9,22 @@ use std::sync::{
 use tokio::sync::Notify;
 
 /// Why the server closes a connection: the close code, the reason sent with it, and the label
-/// counted in `stations_live_subscribers_dropped_total`.
+/// counted in `stations_live_subscribers_dropped_total` (none for the protocol's own closes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Closing {
     pub code: u16,
     pub reason: String,
-    pub label: &'static str,
+    pub label: Option<&'static str>,
+}
+
+impl Closing {
+    pub fn new(code: u16, reason: impl Into<String>, label: Option<&'static str>) -> Self {
+        Self {
+            code,
+            reason: reason.into(),
+            label,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -31,11 +41,7 @@ impl Connection {
         if let Ok(mut closing) = self.closing.lock()
             && closing.is_none()
         {
-            *closing = Some(Closing {
-                code,
-                reason: reason.into(),
-                label,
-            });
+            *closing = Some(Closing::new(code, reason, Some(label)));
             self.close_requested.notify_one();
         }
     }

@@ -37,7 +37,7 @@ use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::{CancellationToken, PollSender};
 
-use super::connection::Connection;
+use super::connection::{Closing, Connection};
 use crate::auth::Authenticator;
 use crate::configuration::{ServerSettings, SubscriptionSettings};
 use crate::graphql::AppSchema;
@@ -205,7 +205,7 @@ pub async fn serve(
                         } else {
                             code
                         };
-                        break Some(Closing { code, reason, label: None });
+                        break Some(Closing::new(code, reason, None));
                     }
                     Some(Message::Text(text)) => {
                         forget_completed(&running, &text);
@@ -218,9 +218,9 @@ pub async fn serve(
                     }
                     // The client's side ended: for a reason worth a close code (an oversized
                     // message, a duplicate id), if its reader asked for one.
-                    None => break connection.close_requested().map(Closing::from),
+                    None => break connection.close_requested(),
                 },
-                closing = connection.closing() => break Some(Closing::from(closing)),
+                closing = connection.closing() => break Some(closing),
                 () = sockets.stopping.cancelled() => {
                     break Some(Closing::new(GOING_AWAY, "server shutting down", Some("shutdown")));
                 }
@@ -284,30 +284,6 @@ pub async fn serve(
     tokio::join!(graphql, write);
     metrics.record_socket(-1);
     drop(slot);
-}
-
-/// How the writer closes a connection: the close code, the reason sent with it, and the label
-/// counted in `stations_live_subscribers_dropped_total` (none for the protocol's own closes).
-struct Closing {
-    code: u16,
-    reason: String,
-    label: Option<&'static str>,
-}
-
-impl Closing {
-    fn new(code: u16, reason: impl Into<String>, label: Option<&'static str>) -> Self {
-        Self {
-            code,
-            reason: reason.into(),
-            label,
-        }
-    }
-}
-
-impl From<super::connection::Closing> for Closing {
-    fn from(closing: super::connection::Closing) -> Self {
-        Self::new(closing.code, closing.reason, Some(closing.label))
-    }
 }
 
 /// What [`incoming`] watches on the client's messages.
