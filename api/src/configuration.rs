@@ -379,6 +379,71 @@ impl Settings {
         Ok(settings)
     }
 
+    /// The first of the settings that must be at least 1 to be 0, if any.
+    fn first_zero(&self) -> Option<&'static str> {
+        let (database, server, subscriptions) = (&self.database, &self.server, &self.subscriptions);
+        [
+            (
+                "database.max_connections",
+                u64::from(database.max_connections),
+            ),
+            (
+                "database.connect_attempts",
+                u64::from(database.connect_attempts),
+            ),
+            (
+                "database.connect_timeout_secs",
+                database.connect_timeout_secs,
+            ),
+            ("database.acquire_timeout_ms", database.acquire_timeout_ms),
+            ("server.max_connections", server.max_connections as u64),
+            (
+                "server.header_read_timeout_secs",
+                server.header_read_timeout_secs,
+            ),
+            (
+                "server.body_read_timeout_secs",
+                server.body_read_timeout_secs,
+            ),
+            (
+                "subscriptions.max_connections",
+                subscriptions.max_connections as u64,
+            ),
+            (
+                "subscriptions.max_per_connection",
+                subscriptions.max_per_connection as u64,
+            ),
+            (
+                "subscriptions.max_complexity",
+                subscriptions.max_complexity as u64,
+            ),
+            (
+                "subscriptions.buffer_events",
+                subscriptions.buffer_events as u64,
+            ),
+            ("subscriptions.keepalive_secs", subscriptions.keepalive_secs),
+            (
+                "subscriptions.connection_init_timeout_secs",
+                subscriptions.connection_init_timeout_secs,
+            ),
+            (
+                "subscriptions.idle_timeout_secs",
+                subscriptions.idle_timeout_secs,
+            ),
+            (
+                "subscriptions.send_timeout_secs",
+                subscriptions.send_timeout_secs,
+            ),
+            (
+                "graphql.document_store_entries",
+                self.graphql.document_store_entries as u64,
+            ),
+        ]
+        .into_iter()
+        .find(|(_, value)| *value == 0)
+        .map(|(key, _)| key)
+    }
+
     fn validate(&self, config: &Config) -> Result<(), ConfigurationError> {
         let invalid = |key: &str, problem: String| {
             ConfigurationError(format!(
@@ -401,11 +466,9 @@ impl Settings {
         {
             return Err(invalid("database.listen_url", problem));
         }
-        if self.database.max_connections == 0 {
-            return Err(invalid(
-                "database.max_connections",
-                "must be at least 1".into(),
-            ));
+        // Each counts or waits for something: 0 would refuse everything, or wait forever.
+        if let Some(key) = self.first_zero() {
+            return Err(invalid(key, "must be at least 1".into()));
         }
         if self.database.min_connections > self.database.max_connections {
             return Err(invalid(
@@ -415,41 +478,6 @@ impl Settings {
                     self.database.min_connections, self.database.max_connections
                 ),
             ));
-        }
-        if self.database.connect_attempts == 0 {
-            return Err(invalid(
-                "database.connect_attempts",
-                "must be at least 1".into(),
-            ));
-        }
-        for (key, value) in [
-            (
-                "database.connect_timeout_secs",
-                self.database.connect_timeout_secs,
-            ),
-            (
-                "database.acquire_timeout_ms",
-                self.database.acquire_timeout_ms,
-            ),
-        ] {
-            if value == 0 {
-                return Err(invalid(key, "must be greater than 0".into()));
-            }
-        }
-        for (key, value) in [
-            ("server.max_connections", self.server.max_connections as u64),
-            (
-                "server.header_read_timeout_secs",
-                self.server.header_read_timeout_secs,
-            ),
-            (
-                "server.body_read_timeout_secs",
-                self.server.body_read_timeout_secs,
-            ),
-        ] {
-            if value == 0 {
-                return Err(invalid(key, "must be at least 1".into()));
-            }
         }
         // A WebSocket keeps its connection's slot: subscribers alone must not take every one.
         if self.subscriptions.enabled
@@ -499,50 +527,6 @@ impl Settings {
             if let Err(problem) = check_origin(origin) {
                 return Err(invalid("server.cors_allowed_origins", problem));
             }
-        }
-        for (key, value) in [
-            (
-                "subscriptions.max_connections",
-                self.subscriptions.max_connections as u64,
-            ),
-            (
-                "subscriptions.max_per_connection",
-                self.subscriptions.max_per_connection as u64,
-            ),
-            (
-                "subscriptions.max_complexity",
-                self.subscriptions.max_complexity as u64,
-            ),
-            (
-                "subscriptions.buffer_events",
-                self.subscriptions.buffer_events as u64,
-            ),
-            (
-                "subscriptions.keepalive_secs",
-                self.subscriptions.keepalive_secs,
-            ),
-            (
-                "subscriptions.connection_init_timeout_secs",
-                self.subscriptions.connection_init_timeout_secs,
-            ),
-            (
-                "subscriptions.idle_timeout_secs",
-                self.subscriptions.idle_timeout_secs,
-            ),
-            (
-                "subscriptions.send_timeout_secs",
-                self.subscriptions.send_timeout_secs,
-            ),
-        ] {
-            if value == 0 {
-                return Err(invalid(key, "must be at least 1".into()));
-            }
-        }
-        if self.graphql.document_store_entries == 0 {
-            return Err(invalid(
-                "graphql.document_store_entries",
-                "must be at least 1".into(),
-            ));
         }
         if self.graphql.persisted_only && self.graphql.persisted_manifest.trim().is_empty() {
             return Err(invalid(

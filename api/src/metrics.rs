@@ -6,17 +6,14 @@
 
 use std::{
     collections::HashSet,
-    sync::{
-        RwLock,
-        atomic::{AtomicI64, AtomicU64},
-    },
+    sync::{RwLock, atomic::AtomicI64},
     time::Duration,
 };
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, prometheus_text},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
-    registry::Registry,
+    registry::{Metric, Registry},
 };
 use sea_orm::DatabaseConnection;
 
@@ -69,99 +66,97 @@ struct DropLabel {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::default();
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
+        let requests = registered(
+            &mut registry,
             "stations_graphql_requests",
             "GraphQL requests by operation name and outcome",
-            requests.clone(),
+            Family::<RequestLabels, Counter>::default(),
         );
-        let request_duration = Family::<OperationLabel, Histogram>::new_with_constructor(
-            latency_histogram as fn() -> _,
-        );
-        registry.register(
+        let request_duration = registered(
+            &mut registry,
             "stations_graphql_request_duration_seconds",
             "Time to answer a GraphQL request",
-            request_duration.clone(),
+            Family::<OperationLabel, Histogram>::new_with_constructor(
+                latency_histogram as fn() -> _,
+            ),
         );
-        let gauge = |registry: &mut Registry, name: &str, help: &str| {
-            let gauge = Gauge::<i64, AtomicI64>::default();
-            registry.register(name, help, gauge.clone());
-            gauge
-        };
-        let pool_connections = gauge(
+        let statements = registered(
+            &mut registry,
+            "stations_db_statements",
+            "SQL statements sent",
+            Counter::default(),
+        );
+        let statement_errors = registered(
+            &mut registry,
+            "stations_db_statement_errors",
+            "SQL statements that failed",
+            Counter::default(),
+        );
+        let statement_duration = registered(
+            &mut registry,
+            "stations_db_statement_duration_seconds",
+            "Time from sending a statement to its result",
+            latency_histogram(),
+        );
+        let pool_connections = registered(
             &mut registry,
             "stations_db_pool_connections",
             "Connections open in the pool",
+            Gauge::default(),
         );
-        let pool_idle = gauge(
+        let pool_idle = registered(
             &mut registry,
             "stations_db_pool_idle",
             "Open connections waiting for work",
+            Gauge::default(),
         );
-        let database_unavailable = gauge(
+        let database_unavailable = registered(
             &mut registry,
             "stations_db_unavailable",
             "1 while the database cannot be reached",
+            Gauge::default(),
         );
-        let live_sockets = gauge(
+        let live_sockets = registered(
             &mut registry,
             "stations_live_sockets",
             "Open WebSocket connections for subscriptions",
+            Gauge::default(),
         );
-        let live_subscriptions = gauge(
+        let live_subscriptions = registered(
             &mut registry,
             "stations_live_subscriptions",
             "GraphQL subscriptions receiving live events",
+            Gauge::default(),
         );
-        let live_listening = gauge(
-            &mut registry,
-            "stations_live_listening",
-            "1 while the listening connection LISTENs: only then do committed changes reach subscribers",
-        );
-        let counter = |registry: &mut Registry, name: &str, help: &str| {
-            let counter = Counter::<u64, AtomicU64>::default();
-            registry.register(name, help, counter.clone());
-            counter
-        };
-        let live_events = counter(
+        let live_events = registered(
             &mut registry,
             "stations_live_events_delivered",
             "Subscription events sent to clients",
+            Counter::default(),
         );
-        let live_dropped = Family::<DropLabel, Counter>::default();
-        registry.register(
+        let live_dropped = registered(
+            &mut registry,
             "stations_live_subscribers_dropped",
             "WebSocket connections the server closed, by reason",
-            live_dropped.clone(),
+            Family::<DropLabel, Counter>::default(),
         );
-        let live_listener_reconnects = counter(
+        let live_listener_reconnects = registered(
             &mut registry,
             "stations_live_listener_reconnects",
             "Times the listening connection to PostgreSQL was lost and made again",
+            Counter::default(),
         );
-        let statements = Counter::<u64, AtomicU64>::default();
-        registry.register(
-            "stations_db_statements",
-            "SQL statements sent",
-            statements.clone(),
-        );
-        let statement_errors = Counter::<u64, AtomicU64>::default();
-        registry.register(
-            "stations_db_statement_errors",
-            "SQL statements that failed",
-            statement_errors.clone(),
-        );
-        let statement_duration = latency_histogram();
-        registry.register(
-            "stations_db_statement_duration_seconds",
-            "Time from sending a statement to its result",
-            statement_duration.clone(),
+        let live_listening = registered(
+            &mut registry,
+            "stations_live_listening",
+            "1 while the listening connection LISTENs: only then do committed changes reach subscribers",
+            Gauge::default(),
         );
         Self {
             registry,
+            operation_names: RwLock::default(),
             requests,
             request_duration,
-            operation_names: RwLock::default(),
             statements,
             statement_errors,
             statement_duration,
@@ -176,6 +171,13 @@ impl Default for Metrics {
             live_listening,
         }
     }
+}
+
+/// Registers `metric` under `name`, and gives it back to be kept: the registry encodes a clone
+/// that shares its value.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 fn latency_histogram() -> Histogram {

@@ -7,8 +7,8 @@
 use std::fmt;
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IdenStatic, Iterable, PrimaryKeyToColumn,
-    Statement,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, IdenStatic, Iterable,
+    PrimaryKeyToColumn, Statement,
     sea_query::{ColumnType, StringLen},
 };
 
@@ -27,7 +27,7 @@ impl fmt::Display for ColumnDifference {
 }
 
 /// A column as declared by an entity or as found in the database.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
 struct ColumnShape {
     name: String,
     /// As PostgreSQL's `format_type` spells it, e.g. `character varying(32)`.
@@ -139,25 +139,25 @@ async fn compare<E: EntityTrait>(
     }
     let declared_keys = declared_foreign_keys::<E>();
     let found_keys = database_foreign_keys(db, &table).await?;
-    for key in &declared_keys {
-        if !found_keys.contains(key) {
+    for (keys, others, has, other_lacks) in [
+        (
+            &declared_keys,
+            &found_keys,
+            "the entity declares",
+            "the table has none",
+        ),
+        (
+            &found_keys,
+            &declared_keys,
+            "the table has",
+            "the entity declares no such relation",
+        ),
+    ] {
+        for key in keys.iter().filter(|key| !others.contains(key)) {
+            let (table, column) = (&key.table, &key.references);
             differ(
                 &key.column,
-                format!(
-                    "the entity declares a foreign key to {}.{}, the table has none",
-                    key.table, key.references
-                ),
-            );
-        }
-    }
-    for key in &found_keys {
-        if !declared_keys.contains(key) {
-            differ(
-                &key.column,
-                format!(
-                    "the table has a foreign key to {}.{}, the entity declares no such relation",
-                    key.table, key.references
-                ),
+                format!("{has} a foreign key to {table}.{column}, {other_lacks}"),
             );
         }
     }
@@ -165,7 +165,7 @@ async fn compare<E: EntityTrait>(
 }
 
 /// A single-column foreign key: `column` references `table`.`references`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
 struct ForeignKey {
     column: String,
     table: String,
@@ -200,29 +200,20 @@ async fn database_foreign_keys(
     db: &impl ConnectionTrait,
     table: &str,
 ) -> Result<Vec<ForeignKey>, DbErr> {
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            "SELECT a.attname::text AS column_name, t.relname::text AS table_name,
-                    r.attname::text AS references_name
-             FROM pg_constraint c
-             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
-             JOIN pg_class t ON t.oid = c.confrelid
-             JOIN pg_attribute r ON r.attrelid = c.confrelid AND r.attnum = c.confkey[1]
-             WHERE c.contype = 'f' AND c.conrelid = to_regclass($1)
-               AND cardinality(c.conkey) = 1",
-            [table.into()],
-        ))
-        .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(ForeignKey {
-                column: row.try_get("", "column_name")?,
-                table: row.try_get("", "table_name")?,
-                references: row.try_get("", "references_name")?,
-            })
-        })
-        .collect()
+    ForeignKey::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        r#"SELECT a.attname::text AS "column", t.relname::text AS "table",
+                  r.attname::text AS "references"
+           FROM pg_constraint c
+           JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+           JOIN pg_class t ON t.oid = c.confrelid
+           JOIN pg_attribute r ON r.attrelid = c.confrelid AND r.attnum = c.confkey[1]
+           WHERE c.contype = 'f' AND c.conrelid = to_regclass($1)
+             AND cardinality(c.conkey) = 1"#,
+        [table.into()],
+    ))
+    .all(db)
+    .await
 }
 
 fn null_word(nullable: bool) -> &'static str {
@@ -282,35 +273,24 @@ async fn database_columns(
     if !exists {
         return Ok(None);
     }
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            backend,
-            "SELECT a.attname::text AS name,
-                    format_type(a.atttypid, a.atttypmod) AS sql_type,
-                    NOT a.attnotnull AS nullable,
-                    EXISTS (SELECT 1 FROM pg_index i
-                            WHERE i.indrelid = a.attrelid AND i.indisunique
-                              AND NOT i.indisprimary AND i.indpred IS NULL
-                              AND i.indnatts = 1 AND i.indkey[0] = a.attnum) AS is_unique,
-                    EXISTS (SELECT 1 FROM pg_index i
-                            WHERE i.indrelid = a.attrelid AND i.indisprimary
-                              AND a.attnum = ANY (i.indkey)) AS primary_key
-             FROM pg_attribute a
-             WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
-             ORDER BY a.attnum",
-            [table.into()],
-        ))
-        .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(ColumnShape {
-                name: row.try_get("", "name")?,
-                sql_type: row.try_get("", "sql_type")?,
-                nullable: row.try_get("", "nullable")?,
-                unique: row.try_get("", "is_unique")?,
-                primary_key: row.try_get("", "primary_key")?,
-            })
-        })
-        .collect::<Result<Vec<_>, DbErr>>()
-        .map(Some)
+    ColumnShape::find_by_statement(Statement::from_sql_and_values(
+        backend,
+        r#"SELECT a.attname::text AS name,
+                  format_type(a.atttypid, a.atttypmod) AS sql_type,
+                  NOT a.attnotnull AS nullable,
+                  EXISTS (SELECT 1 FROM pg_index i
+                          WHERE i.indrelid = a.attrelid AND i.indisunique
+                            AND NOT i.indisprimary AND i.indpred IS NULL
+                            AND i.indnatts = 1 AND i.indkey[0] = a.attnum) AS "unique",
+                  EXISTS (SELECT 1 FROM pg_index i
+                          WHERE i.indrelid = a.attrelid AND i.indisprimary
+                            AND a.attnum = ANY (i.indkey)) AS primary_key
+           FROM pg_attribute a
+           WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+           ORDER BY a.attnum"#,
+        [table.into()],
+    ))
+    .all(db)
+    .await
+    .map(Some)
 }

@@ -6,13 +6,23 @@ use super::InvalidValue;
 /// sphere of this radius: within 0.5 % of the true ellipsoidal distance everywhere.
 pub const EARTH_RADIUS_KM: f64 = 6371.0088;
 
-/// Latitude in WGS 84 degrees, -90 (south pole) to 90 (north pole).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Latitude(f64);
+bounded_number!(
+    /// Latitude in WGS 84 degrees, -90 (south pole) to 90 (north pole).
+    Latitude,
+    -90.0,
+    90.0,
+    degrees,
+    " degrees"
+);
 
-/// Longitude in WGS 84 degrees, -180 to 180; both ends name the antimeridian.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Longitude(f64);
+bounded_number!(
+    /// Longitude in WGS 84 degrees, -180 to 180; both ends name the antimeridian.
+    Longitude,
+    -180.0,
+    180.0,
+    degrees,
+    " degrees"
+);
 
 /// A search radius along the Earth's surface, in kilometres: 0 (the exact point) or more.
 /// Radii beyond half the circumference (about 20,015 km) cover the whole Earth.
@@ -26,32 +36,6 @@ pub(super) fn within(value: f64, min: f64, max: f64, unit: &str) -> Result<f64, 
         Err(InvalidValue(format!(
             "must be between {min} and {max}{unit} (got {value})"
         )))
-    }
-}
-
-impl Latitude {
-    pub const MIN: f64 = -90.0;
-    pub const MAX: f64 = 90.0;
-
-    pub fn parse(degrees: f64) -> Result<Self, InvalidValue> {
-        within(degrees, Self::MIN, Self::MAX, " degrees").map(Self)
-    }
-
-    pub fn degrees(self) -> f64 {
-        self.0
-    }
-}
-
-impl Longitude {
-    pub const MIN: f64 = -180.0;
-    pub const MAX: f64 = 180.0;
-
-    pub fn parse(degrees: f64) -> Result<Self, InvalidValue> {
-        within(degrees, Self::MIN, Self::MAX, " degrees").map(Self)
-    }
-
-    pub fn degrees(self) -> f64 {
-        self.0
     }
 }
 

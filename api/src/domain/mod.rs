@@ -2,6 +2,29 @@
 //! never sees an out-of-range coordinate or a blank name, and every entry point (GraphQL,
 //! imports) rejects bad input with the same words.
 
+/// A number type that holds only values from `MIN` to `MAX`, both included, read back through
+/// a getter named for its unit (`lat.degrees()`, `elevation.metres()`).
+macro_rules! bounded_number {
+    ($(#[$doc:meta])* $name:ident, $min:expr, $max:expr, $getter:ident, $unit:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq)]
+        pub struct $name(f64);
+
+        impl $name {
+            pub const MIN: f64 = $min;
+            pub const MAX: f64 = $max;
+
+            pub fn parse(value: f64) -> Result<Self, InvalidValue> {
+                within(value, Self::MIN, Self::MAX, $unit).map(Self)
+            }
+
+            pub fn $getter(self) -> f64 {
+                self.0
+            }
+        }
+    };
+}
+
 mod geo;
 mod observation;
 mod station;

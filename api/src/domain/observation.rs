@@ -26,6 +26,16 @@ impl Measure {
         Self::PrecipitationMm,
     ];
 
+    /// Its column in `observations` and in import files.
+    pub fn column(self) -> &'static str {
+        match self {
+            Self::TemperatureC => "temperature_c",
+            Self::PressureHpa => "pressure_hpa",
+            Self::HumidityPct => "humidity_pct",
+            Self::PrecipitationMm => "precipitation_mm",
+        }
+    }
+
     /// The bounds the database's CHECK constraints enforce too.
     pub fn range(self) -> (f64, f64, &'static str) {
         match self {

@@ -1,9 +1,14 @@
 use super::{InvalidValue, Latitude, Longitude, within};
 
-/// Elevation above mean sea level in metres, from the deepest trench to above the highest
-/// summit.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Elevation(f64);
+bounded_number!(
+    /// Elevation above mean sea level in metres, from below the Challenger Deep (-10,935 m) to
+    /// above Mount Everest (8,849 m).
+    Elevation,
+    -11_000.0,
+    9_000.0,
+    metres,
+    " metres"
+);
 
 /// A station's display name: any Unicode text, stored byte for byte as given, that is not
 /// blank and holds no control characters.
@@ -14,21 +19,6 @@ pub struct StationName(String);
 /// across stations and used to match rows on import.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StationCode(String);
-
-impl Elevation {
-    /// Below the Challenger Deep (-10,935 m).
-    pub const MIN: f64 = -11_000.0;
-    /// Above Mount Everest (8,849 m).
-    pub const MAX: f64 = 9_000.0;
-
-    pub fn parse(metres: f64) -> Result<Self, InvalidValue> {
-        within(metres, Self::MIN, Self::MAX, " metres").map(Self)
-    }
-
-    pub fn metres(self) -> f64 {
-        self.0
-    }
-}
 
 impl StationName {
     pub const MAX_CHARS: usize = 200;

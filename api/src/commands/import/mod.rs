@@ -116,6 +116,27 @@ pub struct Options {
     pub reject_file: Option<PathBuf>,
 }
 
+/// The refusal of an import without a reject file: the first of the bad rows the reader found
+/// (`bad_total` in all) and those the database found later, every kind listed at once, in file
+/// order.
+fn refusal(
+    format: Format,
+    read: Vec<BadRow>,
+    bad_total: u64,
+    found_later: Vec<BadRow>,
+) -> ImportError {
+    let total = bad_total + found_later.len() as u64;
+    let mut rows = read;
+    rows.extend(found_later);
+    rows.sort_by_key(|row| row.position);
+    rows.truncate(LISTED_BAD_ROWS);
+    ImportError::BadRows {
+        format,
+        rows,
+        total,
+    }
+}
+
 /// What an import did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Summary {
@@ -129,18 +150,34 @@ pub struct Summary {
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let seconds = self.elapsed.as_secs_f64();
-        let rows = self.inserted + self.updated + self.skipped + self.rejected;
-        write!(
-            f,
-            "inserted {}, updated {}, skipped {}, rejected {} in {seconds:.1} s ({:.0} rows/s)",
-            self.inserted,
-            self.updated,
-            self.skipped,
-            self.rejected,
-            rows as f64 / seconds.max(1e-9)
-        )
+        let counts = [
+            ("inserted", self.inserted),
+            ("updated", self.updated),
+            ("skipped", self.skipped),
+            ("rejected", self.rejected),
+        ];
+        write_outcome(f, &counts, self.elapsed)
     }
+}
+
+/// `inserted 3, rejected 1 in 0.2 s (20 rows/s)`: what an import did with its rows, and how
+/// fast, counting every row it read.
+fn write_outcome(
+    f: &mut fmt::Formatter<'_>,
+    counts: &[(&str, u64)],
+    elapsed: Duration,
+) -> fmt::Result {
+    for (index, (what, count)) in counts.iter().enumerate() {
+        let separator = if index == 0 { "" } else { ", " };
+        write!(f, "{separator}{what} {count}")?;
+    }
+    let rows: u64 = counts.iter().map(|(_, count)| count).sum();
+    let seconds = elapsed.as_secs_f64();
+    write!(
+        f,
+        " in {seconds:.1} s ({:.0} rows/s)",
+        rows as f64 / seconds.max(1e-9)
+    )
 }
 
 /// A record that was refused, and why.
@@ -266,17 +303,7 @@ pub async fn run(
     let duplicates = repeated_codes(&mut transaction, format).await?;
     let rejected = match outcome.rejects {
         None if outcome.bad_total > 0 || !duplicates.is_empty() => {
-            // Refused: every kind of problem listed at once, in file order.
-            let total = outcome.bad_total + duplicates.len() as u64;
-            let mut rows = outcome.bad;
-            rows.extend(duplicates);
-            rows.sort_by_key(|row| row.position);
-            rows.truncate(LISTED_BAD_ROWS);
-            return Err(ImportError::BadRows {
-                format,
-                rows,
-                total,
-            });
+            return Err(refusal(format, outcome.bad, outcome.bad_total, duplicates));
         }
         None => 0,
         Some(mut writer) => {

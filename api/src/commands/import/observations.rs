@@ -27,10 +27,10 @@ use super::csv_source::{self, Layout, Row};
 use super::random::SplitMix64;
 use super::rejects::RejectWriter;
 use super::{
-    BULK_LOAD_ROWS, BULK_NOTIFY_ROWS, BadRow, Format, ImportError, LISTED_BAD_ROWS, Progress,
-    announce_in_bulk,
+    BULK_LOAD_ROWS, BULK_NOTIFY_ROWS, BadRow, Format, ImportError, Progress, announce_in_bulk,
     copy::{CopyLine, Fed, Feed, copy_in},
     records::number_from_text,
+    refusal, write_outcome,
 };
 use crate::domain::{InvalidValue, Measure, StationCode, observed_at};
 
@@ -47,14 +47,6 @@ pub const LAYOUT: Layout = Layout {
     ],
     required: &["station_code", "observed_at"],
 };
-
-/// The measurements, in the layout's column order from column 2 on.
-const MEASURES: [(Measure, &str); 4] = [
-    (Measure::TemperatureC, "temperature_c"),
-    (Measure::PressureHpa, "pressure_hpa"),
-    (Measure::HumidityPct, "humidity_pct"),
-    (Measure::PrecipitationMm, "precipitation_mm"),
-];
 
 /// Where the observations come from.
 #[derive(Debug, Clone)]
@@ -80,16 +72,12 @@ pub struct ObservationSummary {
 
 impl fmt::Display for ObservationSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let seconds = self.elapsed.as_secs_f64();
-        let rows = self.inserted + self.duplicates + self.rejected;
-        write!(
-            f,
-            "inserted {}, duplicates {}, rejected {} in {seconds:.1} s ({:.0} rows/s)",
-            self.inserted,
-            self.duplicates,
-            self.rejected,
-            rows as f64 / seconds.max(1e-9)
-        )
+        let counts = [
+            ("inserted", self.inserted),
+            ("duplicates", self.duplicates),
+            ("rejected", self.rejected),
+        ];
+        write_outcome(f, &counts, self.elapsed)
     }
 }
 
@@ -177,16 +165,12 @@ pub async fn run(
         .collect();
     let rejected = match outcome.rejects {
         None if outcome.bad_total > 0 || !unknown.is_empty() => {
-            let total = outcome.bad_total + unknown.len() as u64;
-            let mut rows = outcome.bad;
-            rows.extend(unknown);
-            rows.sort_by_key(|row| row.position);
-            rows.truncate(LISTED_BAD_ROWS);
-            return Err(ImportError::BadRows {
-                format: Format::Csv,
-                rows,
-                total,
-            });
+            return Err(refusal(
+                Format::Csv,
+                outcome.bad,
+                outcome.bad_total,
+                unknown,
+            ));
         }
         None => 0,
         Some(mut writer) => {
@@ -310,7 +294,9 @@ fn reading<'a>(row: &Row<'a>, now: DateTime<Utc>) -> Result<Reading<'a>, String>
         .with_timezone(&Utc);
     let observed_at = observed_at(at, now).map_err(named("observed_at"))?;
     let mut values = [None; 4];
-    for (index, (measure, column)) in MEASURES.iter().enumerate() {
+    // The layout's measurement columns, from column 2 on, are in `Measure::ALL`'s order.
+    for (index, measure) in Measure::ALL.into_iter().enumerate() {
+        let column = measure.column();
         let Some(text) = row.text(index + 2)? else {
             continue;
         };
@@ -414,6 +400,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_layout_lists_the_measures_in_their_order() {
+        let measures = Measure::ALL.map(Measure::column);
+        assert_eq!(&LAYOUT.columns[2..], &measures[..]);
+    }
+
+    #[test]
     fn demo_readings_are_plausible_and_repeatable() {
         let start = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
             .unwrap()
@@ -427,9 +419,9 @@ mod tests {
                 let at = start + TimeDelta::hours(hour);
                 let values = demo_reading(code, lat, elevation, at);
                 assert_eq!(values, demo_reading(code, lat, elevation, at));
-                for ((measure, column), value) in MEASURES.iter().zip(values) {
+                for (measure, value) in Measure::ALL.into_iter().zip(values) {
                     let value = value.unwrap();
-                    assert!(measure.parse(value).is_ok(), "{code} {column} {value}");
+                    assert!(measure.parse(value).is_ok(), "{code} {measure:?} {value}");
                 }
             }
         }

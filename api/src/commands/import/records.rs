@@ -136,26 +136,25 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named() {
-        assert_eq!(
-            validate(fields("", "x", "0", "0", "")).unwrap_err(),
-            "code is missing"
-        );
-        assert_eq!(
-            validate(fields("A", "", "0", "0", "")).unwrap_err(),
-            "name is missing"
-        );
-        assert_eq!(
-            validate(fields("A", "x", "", "0", "")).unwrap_err(),
-            "lat is missing"
-        );
-        assert_eq!(
-            validate(fields("A", "x", "north", "0", "")).unwrap_err(),
-            "lat is not a finite number (got \"north\")"
-        );
-        assert_eq!(
-            validate(fields("A", "x", "0", "200", "")).unwrap_err(),
-            "lng must be between -180 and 180 degrees (got 200)"
-        );
+        for (record, error) in [
+            (["", "x", "0", "0", ""], "code is missing"),
+            (["A", "", "0", "0", ""], "name is missing"),
+            (["A", "x", "", "0", ""], "lat is missing"),
+            (
+                ["A", "x", "north", "0", ""],
+                "lat is not a finite number (got \"north\")",
+            ),
+            (
+                ["A", "x", "0", "200", ""],
+                "lng must be between -180 and 180 degrees (got 200)",
+            ),
+        ] {
+            let [code, name, lat, lng, elevation] = record;
+            assert_eq!(
+                validate(fields(code, name, lat, lng, elevation)).unwrap_err(),
+                error
+            );
+        }
         assert!(validate(fields("A", "x", "0", "0", "NaN")).is_err());
     }
 }
