@@ -125,18 +125,17 @@ impl Application {
         }
         let live = Arc::new(LiveHub::new(settings.subscriptions.buffer_events));
         let stopping = CancellationToken::new();
-        let schema = build_schema(SchemaParts {
-            db: db.clone(),
-            limits,
-            introspection: settings.graphql.introspection,
-            documents: Arc::new(documents),
-            authenticator: Arc::clone(&authenticator),
-            metrics: Arc::clone(&metrics),
-            health: Arc::clone(&health),
-            live: Arc::clone(&live),
-            subscriptions_per_connection: settings.subscriptions.max_per_connection,
-            subscription_max_complexity: settings.subscriptions.max_complexity,
-        });
+        let schema = build_schema(
+            settings,
+            SchemaParts {
+                db: db.clone(),
+                documents,
+                authenticator: Arc::clone(&authenticator),
+                metrics: Arc::clone(&metrics),
+                health: Arc::clone(&health),
+                live: Arc::clone(&live),
+            },
+        );
         let state = AppState {
             schema,
             db,

@@ -11,11 +11,6 @@ use crate::error::ApiError;
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_page_size: u32,
-    pub max_depth: usize,
-    pub max_complexity: usize,
-    pub max_fields: usize,
-    pub max_fragments: usize,
-    pub max_fragment_spreads: usize,
     pub max_body_bytes: usize,
     pub max_batch_size: usize,
     pub max_rows_per_mutation: usize,
@@ -29,11 +24,6 @@ impl Limits {
     pub fn new(graphql: &GraphqlSettings, server: &ServerSettings) -> Self {
         Self {
             max_page_size: graphql.max_page_size,
-            max_depth: graphql.max_depth,
-            max_complexity: graphql.max_complexity,
-            max_fields: graphql.max_fields,
-            max_fragments: graphql.max_fragments,
-            max_fragment_spreads: graphql.max_fragment_spreads,
             max_body_bytes: server.max_body_bytes,
             max_batch_size: graphql.max_batch_size,
             max_rows_per_mutation: graphql.max_rows_per_mutation,

@@ -11,9 +11,11 @@
 //! default) and then loads on another task, so a request that does not get the CPU within that
 //! delay splits its batch. Under the test suite's load, the statement-count test
 //! (`round_trips.rs`) saw 4 statements where 3 belong, every time; gathering by poll instead of
-//! by clock is deterministic and adds no latency. The loaders themselves implement
-//! async-graphql's `Loader` trait, one small function per relation, and work wherever a
-//! `Station` or an `Observation` appears.
+//! by clock is deterministic and adds no latency. Every key is a question about one station
+//! ([`OfStation`]: its row, its latest observation, a window of its observations, a summary);
+//! each kind of question is answered for many stations by one function
+//! ([`StationsQuestion::answer`]), and one implementation of async-graphql's `Loader` trait
+//! groups the keys by question. They work wherever a `Station` or an `Observation` appears.
 
 use std::{
     any::{Any, TypeId},
@@ -178,122 +180,108 @@ impl OperationBatches {
     }
 }
 
-/// A station, by id.
+/// What a resolver asks about one station besides its id (a window of observations, a time
+/// range); asked of many stations alike, it is read for all of them in one statement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct StationById(pub i32);
-
-/// A station's latest observation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct LatestObservationOf(pub i32);
-
-/// One page of a station's observations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ObservationsOf {
+pub struct OfStation<Asked> {
     pub station_id: i32,
-    pub window: Window,
+    pub asked: Asked,
 }
 
-/// The summary of a station's observations in a time range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SummaryOf {
-    pub station_id: i32,
-    pub range: TimeRange,
+impl<Asked> OfStation<Asked> {
+    pub fn new(station_id: i32, asked: Asked) -> Self {
+        Self { station_id, asked }
+    }
 }
+
+/// The station's own row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StationRow;
+
+/// The station's most recent observation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LatestObservation;
 
 /// A database failure, as every waiting resolver gets it (logged once, here).
 fn failure(error: sea_orm::DbErr) -> async_graphql::Error {
     ApiError::from(error).into()
 }
 
-impl Loader<StationById> for Batches {
-    type Value = station::Model;
-    type Error = async_graphql::Error;
+/// A question asked of many stations alike, answered for all of them in one statement.
+pub trait StationsQuestion: Copy + Eq + Hash + Send + Sync + 'static {
+    type Answer: Clone + Send + Sync + 'static;
 
-    async fn load(
-        &self,
-        keys: &[StationById],
-    ) -> Result<HashMap<StationById, Self::Value>, Self::Error> {
+    fn answer(
+        self,
+        db: &DatabaseConnection,
+        ids: Vec<i32>,
+    ) -> impl Future<Output = Answers<Self::Answer>> + Send;
+}
+
+/// Each station's answer, by its id.
+pub type Answers<Answer> = Result<HashMap<i32, Answer>, sea_orm::DbErr>;
+
+impl StationsQuestion for StationRow {
+    type Answer = station::Model;
+
+    async fn answer(self, db: &DatabaseConnection, ids: Vec<i32>) -> Answers<station::Model> {
         use sea_orm::ColumnTrait;
-        let ids = keys.iter().map(|key| key.0);
         let rows = station::Entity::find()
             .filter(station::Column::Id.is_in(ids))
-            .all(&self.db)
-            .await
-            .map_err(failure)?;
-        Ok(rows
-            .into_iter()
-            .map(|row| (StationById(row.id), row))
-            .collect())
+            .all(db)
+            .await?;
+        Ok(rows.into_iter().map(|row| (row.id, row)).collect())
     }
 }
 
-impl Loader<LatestObservationOf> for Batches {
-    type Value = observation::Model;
+impl StationsQuestion for LatestObservation {
+    type Answer = observation::Model;
+
+    async fn answer(self, db: &DatabaseConnection, ids: Vec<i32>) -> Answers<observation::Model> {
+        let rows = observations::latest(db, ids).await?;
+        Ok(rows.into_iter().map(|row| (row.station_id, row)).collect())
+    }
+}
+
+impl StationsQuestion for Window {
+    type Answer = ObservationPage;
+
+    async fn answer(self, db: &DatabaseConnection, ids: Vec<i32>) -> Answers<ObservationPage> {
+        observations::pages(db, ids, self).await
+    }
+}
+
+impl StationsQuestion for TimeRange {
+    type Answer = Summary;
+
+    async fn answer(self, db: &DatabaseConnection, ids: Vec<i32>) -> Answers<Summary> {
+        observations::summaries(db, ids, self).await
+    }
+}
+
+/// One statement per distinct question: keys asking different ones (aliases with other
+/// arguments) need a statement each, though usually all ask the same. A station the answer
+/// leaves out has no value.
+impl<Asked: StationsQuestion> Loader<OfStation<Asked>> for Batches {
+    type Value = Asked::Answer;
     type Error = async_graphql::Error;
 
     async fn load(
         &self,
-        keys: &[LatestObservationOf],
-    ) -> Result<HashMap<LatestObservationOf, Self::Value>, Self::Error> {
-        let ids = keys.iter().map(|key| key.0).collect();
-        let rows = observations::latest(&self.db, ids).await.map_err(failure)?;
-        Ok(rows
-            .into_iter()
-            .map(|row| (LatestObservationOf(row.station_id), row))
-            .collect())
-    }
-}
-
-impl Loader<ObservationsOf> for Batches {
-    type Value = ObservationPage;
-    type Error = async_graphql::Error;
-
-    async fn load(
-        &self,
-        keys: &[ObservationsOf],
-    ) -> Result<HashMap<ObservationsOf, Self::Value>, Self::Error> {
-        // Keys asking for different windows (aliases with other arguments) need a statement
-        // each; usually there is one window.
-        let mut by_window: HashMap<Window, Vec<i32>> = HashMap::new();
+        keys: &[OfStation<Asked>],
+    ) -> Result<HashMap<OfStation<Asked>, Self::Value>, Self::Error> {
+        let mut by_question: HashMap<Asked, Vec<i32>> = HashMap::new();
         for key in keys {
-            by_window
-                .entry(key.window)
+            by_question
+                .entry(key.asked)
                 .or_default()
                 .push(key.station_id);
         }
         let mut loaded = HashMap::with_capacity(keys.len());
-        for (window, station_ids) in by_window {
-            let mut pages = observations::pages(&self.db, station_ids.clone(), window)
-                .await
-                .map_err(failure)?;
-            for station_id in station_ids {
-                let page = pages.remove(&station_id).unwrap_or_default();
-                loaded.insert(ObservationsOf { station_id, window }, page);
-            }
-        }
-        Ok(loaded)
-    }
-}
-
-impl Loader<SummaryOf> for Batches {
-    type Value = Summary;
-    type Error = async_graphql::Error;
-
-    async fn load(
-        &self,
-        keys: &[SummaryOf],
-    ) -> Result<HashMap<SummaryOf, Self::Value>, Self::Error> {
-        let mut by_range: HashMap<TimeRange, Vec<i32>> = HashMap::new();
-        for key in keys {
-            by_range.entry(key.range).or_default().push(key.station_id);
-        }
-        let mut loaded = HashMap::with_capacity(keys.len());
-        for (range, station_ids) in by_range {
-            let summaries = observations::summaries(&self.db, station_ids, range)
-                .await
-                .map_err(failure)?;
-            for (station_id, summary) in summaries {
-                loaded.insert(SummaryOf { station_id, range }, summary);
+        for (asked, station_ids) in by_question {
+            let answers = asked.answer(&self.db, station_ids).await.map_err(failure)?;
+            for (station_id, answer) in answers {
+                loaded.insert(OfStation { station_id, asked }, answer);
             }
         }
         Ok(loaded)

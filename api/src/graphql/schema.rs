@@ -20,6 +20,7 @@ use super::query::observation::ObservationQuery;
 use super::query::station::StationQuery;
 use super::subscription::{observation::ObservationSubscription, station::StationSubscription};
 use crate::auth::Authenticator;
+use crate::configuration::Settings;
 use crate::health::database::DatabaseHealth;
 use crate::live::{LiveHub, subscription_limit::SubscriptionLimit};
 use crate::metrics::Metrics;
@@ -46,30 +47,29 @@ fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     )
 }
 
-/// What the schema's resolvers and policies work with.
+/// What the schema's resolvers and policies share with the rest of the server, beside its
+/// settings.
 pub struct SchemaParts {
     pub db: DatabaseConnection,
-    pub limits: Limits,
-    pub introspection: bool,
-    pub documents: Arc<DocumentStore>,
+    pub documents: DocumentStore,
     pub authenticator: Arc<Authenticator>,
     pub metrics: Arc<Metrics>,
+    /// The database's health, whose outage the database gate answers at once.
     pub health: Arc<DatabaseHealth>,
     pub live: Arc<LiveHub>,
-    pub subscriptions_per_connection: usize,
-    pub subscription_max_complexity: usize,
 }
 
 /// The schema served over HTTP, built once at start-up. Resolvers reach the database through
 /// its data, so a missing handle is a start-up error rather than a request-time one.
-pub fn build_schema(parts: SchemaParts) -> AppSchema {
-    let limits = parts.limits;
+pub fn build_schema(settings: &Settings, parts: SchemaParts) -> AppSchema {
+    let limits = Limits::new(&settings.graphql, &settings.server);
+    let subscriptions = &settings.subscriptions;
     let batches = Arc::new(Batches::new(parts.db.clone()));
     // Every operation passes these, in this order (`graphql::pipeline`).
     let pipeline = Pipeline::new()
         .then(Telemetry::new(Arc::clone(&parts.metrics)))
-        .then(Documents::new(parts.documents))
-        .then(Cost::new(limits, parts.subscription_max_complexity))
+        .then(Documents::new(Arc::new(parts.documents)))
+        .then(Cost::new(&settings.graphql, subscriptions.max_complexity))
         .then(OperationTransport)
         .then(Authorization::new(
             Arc::clone(&parts.authenticator),
@@ -78,7 +78,7 @@ pub fn build_schema(parts: SchemaParts) -> AppSchema {
         .then(DatabaseGate::new(parts.health, parts.db.clone()))
         .then(Deadline::new(limits.request_timeout))
         .then(Loaders::new(Arc::clone(&batches)))
-        .then(SubscriptionLimit::new(parts.subscriptions_per_connection));
+        .then(SubscriptionLimit::new(subscriptions.max_per_connection));
     let mut builder = builder()
         .extension(pipeline.into_extension())
         .data(FieldHooks(false))
@@ -87,7 +87,7 @@ pub fn build_schema(parts: SchemaParts) -> AppSchema {
         .data(parts.live)
         .data(parts.db)
         .data(limits);
-    if !parts.introspection {
+    if !settings.graphql.introspection {
         // "Did you mean …?" in validation errors would name the schema's fields anyway.
         builder = builder.disable_introspection().disable_suggestions();
     }

@@ -2,4 +2,5 @@
 //! and return the driver's errors, or a write error that names what the client did wrong.
 
 pub mod observation;
+pub mod page;
 pub mod station;

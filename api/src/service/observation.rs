@@ -9,10 +9,11 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use entity::observation;
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, FromQueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, FromQueryResult, QueryResult, Statement, Value};
 
+use super::page::Page;
 use crate::database;
-use crate::domain::NewObservation;
+use crate::domain::{Measure, NewObservation};
 use crate::service::station::BoundingBox;
 
 /// The columns of an observation, as `observation::Model` reads them.
@@ -50,12 +51,8 @@ pub struct Window {
     pub first: u64,
 }
 
-/// A page of observations, and whether more follow it.
-#[derive(Debug, Clone, Default)]
-pub struct ObservationPage {
-    pub rows: Vec<observation::Model>,
-    pub has_next_page: bool,
-}
+/// A page of observations.
+pub type ObservationPage = Page<observation::Model>;
 
 /// Which observations the root `observations` list holds. Every present criterion must match.
 #[derive(Debug, Clone, Default)]
@@ -67,26 +64,55 @@ pub struct ObservationCriteria {
 }
 
 /// Counts and extremes of a station's observations in a time range.
-#[derive(Debug, Clone, Default, PartialEq, FromQueryResult)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Summary {
     pub count: i64,
-    pub temperature_c_count: i64,
-    pub temperature_c_min: Option<f64>,
-    pub temperature_c_max: Option<f64>,
-    pub temperature_c_avg: Option<f64>,
-    pub pressure_hpa_count: i64,
-    pub pressure_hpa_min: Option<f64>,
-    pub pressure_hpa_max: Option<f64>,
-    pub pressure_hpa_avg: Option<f64>,
-    pub humidity_pct_count: i64,
-    pub humidity_pct_min: Option<f64>,
-    pub humidity_pct_max: Option<f64>,
-    pub humidity_pct_avg: Option<f64>,
-    pub precipitation_mm_count: i64,
-    pub precipitation_mm_min: Option<f64>,
-    pub precipitation_mm_max: Option<f64>,
-    pub precipitation_mm_avg: Option<f64>,
+    pub temperature_c: MeasureStats,
+    pub pressure_hpa: MeasureStats,
+    pub humidity_pct: MeasureStats,
+    pub precipitation_mm: MeasureStats,
     pub precipitation_mm_total: Option<f64>,
+}
+
+/// Counts and extremes of one measure: `count` observations reported it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MeasureStats {
+    pub count: i64,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub avg: Option<f64>,
+}
+
+impl MeasureStats {
+    /// `count(m) AS m_count, min(m) AS m_min, …` of the `measure` column of `table`.
+    fn select(table: &str, measure: &str) -> String {
+        ["count", "min", "max", "avg"]
+            .map(|aggregate| format!("{aggregate}({table}.{measure}) AS {measure}_{aggregate}"))
+            .join(", ")
+    }
+
+    fn read(row: &QueryResult, measure: &str) -> Result<Self, DbErr> {
+        let column = |aggregate: &str| format!("{measure}_{aggregate}");
+        Ok(Self {
+            count: row.try_get("", &column("count"))?,
+            min: row.try_get("", &column("min"))?,
+            max: row.try_get("", &column("max"))?,
+            avg: row.try_get("", &column("avg"))?,
+        })
+    }
+}
+
+impl Summary {
+    fn read(row: &QueryResult) -> Result<Self, DbErr> {
+        Ok(Self {
+            count: row.try_get("", "count")?,
+            temperature_c: MeasureStats::read(row, "temperature_c")?,
+            pressure_hpa: MeasureStats::read(row, "pressure_hpa")?,
+            humidity_pct: MeasureStats::read(row, "humidity_pct")?,
+            precipitation_mm: MeasureStats::read(row, "precipitation_mm")?,
+            precipitation_mm_total: row.try_get("", "precipitation_mm_total")?,
+        })
+    }
 }
 
 /// What `record` did.
@@ -211,12 +237,10 @@ pub async fn pages(
         .await?;
     let mut pages: HashMap<i32, ObservationPage> = HashMap::new();
     for row in rows {
-        let page = pages.entry(row.station_id).or_default();
-        if page.rows.len() as u64 == window.first {
-            page.has_next_page = true;
-        } else {
-            page.rows.push(row);
-        }
+        pages
+            .entry(row.station_id)
+            .or_default()
+            .push_one_extra(row, window.first);
     }
     Ok(pages)
 }
@@ -252,15 +276,10 @@ pub async fn page(
     push_range(&mut sql, criteria.range);
     push_keyset(&mut sql, order, after);
     sql.push(" LIMIT ?", (first + 1) as i64);
-    let mut rows = observation::Model::find_by_statement(sql.build())
+    let rows = observation::Model::find_by_statement(sql.build())
         .all(db)
         .await?;
-    let has_next_page = rows.len() as u64 > first;
-    rows.truncate(first as usize);
-    Ok(ObservationPage {
-        rows,
-        has_next_page,
-    })
+    Ok(Page::from_one_extra(rows, first))
 }
 
 /// Whether any observation matching `criteria` stands at `position` or before it in `order`:
@@ -299,24 +318,15 @@ pub async fn summaries(
     station_ids: Vec<i32>,
     range: TimeRange,
 ) -> Result<HashMap<i32, Summary>, DbErr> {
-    let mut aggregates = String::from("count(o.id) AS count");
-    for column in [
-        "temperature_c",
-        "pressure_hpa",
-        "humidity_pct",
-        "precipitation_mm",
-    ] {
-        aggregates.push_str(&format!(
-            ", count(o.{column}) AS {column}_count, min(o.{column}) AS {column}_min, \
-             max(o.{column}) AS {column}_max, avg(o.{column}) AS {column}_avg"
-        ));
-    }
-    aggregates.push_str(", sum(o.precipitation_mm) AS precipitation_mm_total");
+    let measures = Measure::ALL.map(|measure| MeasureStats::select("o", measure.column()));
     let mut sql = Sql::new("");
     sql.push(
         &format!(
-            "SELECT s.id AS station_id, {aggregates} FROM unnest(?::integer[]) AS s(id)
-             LEFT JOIN observations o ON o.station_id = s.id"
+            "SELECT s.id AS station_id, count(o.id) AS count, {},
+                    sum(o.precipitation_mm) AS precipitation_mm_total
+             FROM unnest(?::integer[]) AS s(id)
+             LEFT JOIN observations o ON o.station_id = s.id",
+            measures.join(", ")
         ),
         station_ids,
     );
@@ -324,12 +334,7 @@ pub async fn summaries(
     sql.text(" GROUP BY s.id");
     let rows = db.query_all_raw(sql.build()).await?;
     rows.iter()
-        .map(|row| {
-            Ok((
-                row.try_get::<i32>("", "station_id")?,
-                Summary::from_query_result(row, "")?,
-            ))
-        })
+        .map(|row| Ok((row.try_get::<i32>("", "station_id")?, Summary::read(row)?)))
         .collect()
 }
 

@@ -16,6 +16,7 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait, LikeExpr, extension::postgres::PgExpr},
 };
 
+use super::page::Page;
 use crate::database;
 use crate::domain::{
     DegreeBox, EARTH_RADIUS_KM, Latitude, Longitude, NewStation, RadiusKm, StationChanges,
@@ -138,12 +139,8 @@ impl KeysetPosition {
     }
 }
 
-/// One page of a list, and whether more rows follow it.
-#[derive(Debug, Clone)]
-pub struct StationPage {
-    pub rows: Vec<station::Model>,
-    pub has_next_page: bool,
-}
+/// One page of the station list.
+pub type StationPage = Page<station::Model>;
 
 /// Why a write did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -188,17 +185,12 @@ pub async fn page(
         query = query.order_by(column, order.clone());
     }
     // One row more than asked tells whether another page follows, without a second query.
-    let mut rows = query
+    let rows = query
         .order_by(Column::Id, order)
         .limit(first + 1)
         .all(db)
         .await?;
-    let has_next_page = rows.len() as u64 > first;
-    rows.truncate(first as usize);
-    Ok(StationPage {
-        rows,
-        has_next_page,
-    })
+    Ok(Page::from_one_extra(rows, first))
 }
 
 /// How many rows match `criteria`, on all pages together.

@@ -15,21 +15,21 @@ use async_graphql::{
 };
 
 use super::{Policy, PreparedOperation, Preparing};
+use crate::configuration::GraphqlSettings;
 use crate::error::ApiError;
 use crate::graphql::document_analysis::DocumentShape;
-use crate::graphql::limits::Limits;
 
 pub struct Cost {
-    limits: Limits,
+    limits: GraphqlSettings,
     /// `subscriptions.max_complexity`: a subscription's selection is resolved again for every
     /// event and every subscriber.
     subscription_max_complexity: usize,
 }
 
 impl Cost {
-    pub fn new(limits: Limits, subscription_max_complexity: usize) -> Self {
+    pub fn new(limits: &GraphqlSettings, subscription_max_complexity: usize) -> Self {
         Self {
-            limits,
+            limits: limits.clone(),
             subscription_max_complexity,
         }
     }

@@ -16,7 +16,7 @@ use std::{sync::Arc, time::Duration};
 use async_graphql::Response;
 use sea_orm::DatabaseConnection;
 
-use super::{Policy, PreparedOperation};
+use super::{Execution, Policy, PreparedOperation};
 use crate::error::{ApiError, ErrorCode};
 use crate::health::database::DatabaseHealth;
 
@@ -49,10 +49,11 @@ impl DatabaseGate {
 impl Policy for DatabaseGate {
     /// Runs `execution` unless the database is known to be down, and abandons it if the
     /// database goes down meanwhile.
-    async fn around_execute<F>(&self, _operation: &PreparedOperation, execution: F) -> Response
-    where
-        F: Future<Output = Response> + Send,
-    {
+    async fn around_execute(
+        &self,
+        _operation: &PreparedOperation,
+        execution: impl Execution,
+    ) -> Response {
         let refused = || Response::from_errors(vec![ApiError::DatabaseDown.into_request_error()]);
         if self.health.is_down() {
             return refused();

@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_graphql::Response;
 use tokio::time::Instant;
 
-use super::{Policy, PreparedOperation};
+use super::{Execution, Policy, PreparedOperation};
 use crate::error::ApiError;
 
 pub struct Deadline {
@@ -29,10 +29,11 @@ impl Deadline {
 impl Policy for Deadline {
     /// `execution`'s response, or `TIMEOUT` when it runs past the limit, or past its
     /// request's deadline when that comes first.
-    async fn around_execute<F>(&self, operation: &PreparedOperation, execution: F) -> Response
-    where
-        F: Future<Output = Response> + Send,
-    {
+    async fn around_execute(
+        &self,
+        operation: &PreparedOperation,
+        execution: impl Execution,
+    ) -> Response {
         let own = Instant::now() + self.limit;
         let deadline = operation
             .origin

@@ -225,14 +225,11 @@ pub trait Policy: Send + Sync + 'static {
 
     /// Around execution: may refuse it, bound it, or watch it. The first policy of the list
     /// wraps all those after it.
-    fn around_execute<F>(
+    fn around_execute(
         &self,
         operation: &PreparedOperation,
-        execution: F,
-    ) -> impl Future<Output = Response> + Send
-    where
-        F: Future<Output = Response> + Send,
-    {
+        execution: impl Execution,
+    ) -> impl Execution {
         let _ = operation;
         execution
     }
@@ -253,6 +250,11 @@ pub trait Policy: Send + Sync + 'static {
         let _ = (record, response, elapsed);
     }
 }
+
+/// An operation's execution as policies wrap it: a future that ends in its response.
+pub trait Execution: Future<Output = Response> + Send {}
+
+impl<F: Future<Output = Response> + Send> Execution for F {}
 
 /// The empty list.
 impl Policy for () {}
@@ -280,14 +282,11 @@ impl<First: Policy, Next: Policy> Policy for Then<First, Next> {
         self.1.execution_data(data);
     }
 
-    fn around_execute<F>(
+    fn around_execute(
         &self,
         operation: &PreparedOperation,
-        execution: F,
-    ) -> impl Future<Output = Response> + Send
-    where
-        F: Future<Output = Response> + Send,
-    {
+        execution: impl Execution,
+    ) -> impl Execution {
         self.0
             .around_execute(operation, self.1.around_execute(operation, execution))
     }

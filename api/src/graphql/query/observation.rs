@@ -4,6 +4,7 @@ use sea_orm::DatabaseConnection;
 use crate::auth::{Role, guard::RequireRole};
 use crate::error::ApiError;
 use crate::graphql::limits::Limits;
+use crate::graphql::types::Filter;
 use crate::graphql::types::cursor;
 use crate::graphql::types::observation::{
     ObservationConnection, ObservationFilter, ObservationOrder,
@@ -23,24 +24,15 @@ impl ObservationQuery {
         &self,
         ctx: &Context<'_>,
         filter: Option<ObservationFilter>,
-        #[graphql(
-            default = 20,
-            desc = "How many observations: up to graphql.max_page_size (100 unless configured)."
-        )]
-        first: Option<i32>,
-        #[graphql(desc = "A cursor from the previous page, with the same order.")] after: Option<
-            String,
-        >,
+        #[graphql(default = 20, desc = "At most graphql.max_page_size.")] first: Option<i32>,
+        #[graphql(desc = "The previous page's endCursor; same order.")] after: Option<String>,
         #[graphql(desc = "Default: NEWEST_FIRST.")] order: Option<ObservationOrder>,
     ) -> Result<ObservationConnection> {
         let first = page_size(first.unwrap_or(20), "first", ctx.data::<Limits>()?)?;
         let order = TimeOrder::from(order.unwrap_or_default());
-        let criteria = filter
-            .map(|filter| filter.validate("filter"))
-            .transpose()?
-            .unwrap_or_default();
+        let criteria = Filter::argument(filter)?;
         let after = after
-            .map(|cursor| cursor::decode_observation(&cursor, order, "after"))
+            .map(|cursor| cursor::decode_observation(&cursor, order))
             .transpose()?;
         let db = ctx.data::<DatabaseConnection>()?;
         let page = service::page(db, &criteria, order, after, first)

@@ -5,6 +5,7 @@ use crate::auth::{Role, guard::RequireRole};
 use crate::domain::{Latitude, Longitude, RadiusKm};
 use crate::error::ApiError;
 use crate::graphql::limits::Limits;
+use crate::graphql::types::Filter;
 use crate::graphql::types::cursor;
 use crate::graphql::types::station::connection::StationConnection;
 use crate::graphql::types::station::geo::StationDistance;
@@ -31,25 +32,16 @@ impl StationQuery {
     async fn stations(
         &self,
         ctx: &Context<'_>,
-        #[graphql(
-            default = 20,
-            desc = "How many stations: up to graphql.max_page_size (100 unless configured)."
-        )]
-        first: Option<i32>,
-        #[graphql(desc = "A cursor from the previous page, with the same orderBy.")] after: Option<
-            String,
-        >,
+        #[graphql(default = 20, desc = "At most graphql.max_page_size.")] first: Option<i32>,
+        #[graphql(desc = "The previous page's endCursor; same orderBy.")] after: Option<String>,
         filter: Option<StationFilter>,
         #[graphql(desc = "Default: by id, ascending.")] order_by: Option<StationOrder>,
     ) -> Result<StationConnection> {
         let first = page_size(first.unwrap_or(20), "first", ctx.data::<Limits>()?)?;
         let ordering = order_by.map(StationOrdering::from).unwrap_or_default();
-        let criteria = filter
-            .map(|filter| filter.validate("filter"))
-            .transpose()?
-            .unwrap_or_default();
+        let criteria = Filter::argument(filter)?;
         let after = after
-            .map(|cursor| cursor::decode(&cursor, ordering, "after"))
+            .map(|cursor| cursor::decode(&cursor, ordering))
             .transpose()?;
         let db = ctx.data::<DatabaseConnection>()?;
         let page = service::page(db, &criteria, ordering, after.as_ref(), first)
@@ -68,11 +60,7 @@ impl StationQuery {
         #[graphql(desc = "Latitude of the point, -90 to 90.")] lat: f64,
         #[graphql(desc = "Longitude of the point, -180 to 180.")] lng: f64,
         #[graphql(desc = "Greatest distance in kilometres, 0 or more.")] radius_km: Option<f64>,
-        #[graphql(
-            default = 10,
-            desc = "How many stations: up to graphql.max_page_size (100 unless configured)."
-        )]
-        first: Option<i32>,
+        #[graphql(default = 10, desc = "At most graphql.max_page_size.")] first: Option<i32>,
     ) -> Result<Vec<StationDistance>> {
         let lat = Latitude::parse(lat).map_err(at("lat"))?;
         let lng = Longitude::parse(lng).map_err(at("lng"))?;

@@ -2,6 +2,7 @@ use async_graphql::{Context, Result, Subscription, futures_util::Stream};
 
 use super::live_stream;
 use crate::auth::{Role, guard::RequireRole};
+use crate::graphql::types::Filter;
 use crate::graphql::types::live::{StationChange, StationChangeFilter};
 use crate::graphql::types::station::Station;
 use crate::live::LiveEvent;
@@ -18,10 +19,7 @@ impl StationSubscription {
         ctx: &Context<'_>,
         filter: Option<StationChangeFilter>,
     ) -> Result<impl Stream<Item = StationChange> + use<>> {
-        let watch = filter
-            .map(|filter| filter.validate("filter"))
-            .transpose()?
-            .unwrap_or_default();
+        let watch = Filter::argument(filter)?;
         live_stream(ctx, move |event| match event {
             LiveEvent::Stations { kind, traces, rows } => traces
                 .iter()

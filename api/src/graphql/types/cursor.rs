@@ -26,26 +26,16 @@ pub fn encode_observation(position: ObservationPosition, order: TimeOrder) -> St
     URL_SAFE_NO_PAD.encode(text)
 }
 
-/// Reads a cursor given as the argument `field` of a list of observations running in `order`.
-pub fn decode_observation(
-    cursor: &str,
-    order: TimeOrder,
-    field: &str,
-) -> Result<ObservationPosition, ApiError> {
-    let malformed = || {
-        ApiError::bad_input(
-            field,
-            "is not a cursor of a list of observations: pass an edge's cursor or \
-             pageInfo.endCursor unchanged",
-        )
-    };
+/// Reads a cursor given as `after` to a list of observations running in `order`.
+pub fn decode_observation(cursor: &str, order: TimeOrder) -> Result<ObservationPosition, ApiError> {
+    let malformed = || not_a_cursor("observations");
     let [cursor_order, id, micros] = fields(cursor, OBSERVATION_VERSION, malformed)?;
     if cursor_order != order_name(order) {
         return Err(ApiError::bad_input(
-            field,
+            FIELD,
             format!(
                 "belongs to a list ordered {cursor_order}, not {}: pass the same order as for the \
-                 page it came from, or leave {field} out to start over",
+                 page it came from, or leave {FIELD} out to start over",
                 order_name(order)
             ),
         ));
@@ -58,6 +48,20 @@ pub fn decode_observation(
             .and_then(DateTime::from_timestamp_micros)
             .ok_or_else(malformed)?,
     })
+}
+
+/// The argument that takes a cursor: every list pages forward only.
+const FIELD: &str = "after";
+
+/// The refusal of a cursor that this API did not write for a list of `rows`.
+fn not_a_cursor(rows: &str) -> ApiError {
+    ApiError::bad_input(
+        FIELD,
+        format!(
+            "is not a cursor returned by this API for a list of {rows}: pass an edge's cursor or \
+             pageInfo.endCursor unchanged"
+        ),
+    )
 }
 
 /// The `N` fields of a cursor of `version`, the last one free to hold `|`; or `malformed()`.
@@ -99,26 +103,16 @@ pub fn encode(position: &KeysetPosition, ordering: StationOrdering) -> String {
     URL_SAFE_NO_PAD.encode(text)
 }
 
-/// Reads a cursor given as the argument `field` of a list ordered by `ordering`.
-pub fn decode(
-    cursor: &str,
-    ordering: StationOrdering,
-    field: &str,
-) -> Result<KeysetPosition, ApiError> {
-    let malformed = || {
-        ApiError::bad_input(
-            field,
-            "is not a cursor returned by this API: pass an edge's cursor or pageInfo.endCursor \
-             unchanged",
-        )
-    };
+/// Reads a cursor given as `after` to a list of stations ordered by `ordering`.
+pub fn decode(cursor: &str, ordering: StationOrdering) -> Result<KeysetPosition, ApiError> {
+    let malformed = || not_a_cursor("stations");
     let [sort_field, direction, id, key] = fields(cursor, VERSION, malformed)?;
     if sort_field != field_name(ordering.field) || direction != direction_name(ordering.direction) {
         return Err(ApiError::bad_input(
-            field,
+            FIELD,
             format!(
                 "belongs to a list ordered by {sort_field} {direction}, not by {} {}: pass the \
-                 same orderBy as for the page it came from, or leave {field} out to start over",
+                 same orderBy as for the page it came from, or leave {FIELD} out to start over",
                 field_name(ordering.field),
                 direction_name(ordering.direction)
             ),
@@ -172,7 +166,7 @@ mod tests {
             id: 7,
         };
         let cursor = encode(&position, by_name);
-        assert_eq!(decode(&cursor, by_name, "after").unwrap(), position);
+        assert_eq!(decode(&cursor, by_name).unwrap(), position);
     }
 
     #[test]
@@ -184,7 +178,7 @@ mod tests {
             id: 1,
         };
         assert_eq!(
-            decode(&encode(&position, by_time), by_time, "after").unwrap(),
+            decode(&encode(&position, by_time), by_time).unwrap(),
             position
         );
     }
@@ -196,13 +190,9 @@ mod tests {
             id: 3,
         };
         let cursor = encode(&position, StationOrdering::default());
-        let error = decode(
-            &cursor,
-            ordering(SortField::Name, SortDirection::Asc),
-            "after",
-        )
-        .unwrap_err()
-        .to_string();
+        let error = decode(&cursor, ordering(SortField::Name, SortDirection::Asc))
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("ordered by ID ASC, not by NAME ASC"),
             "{error}"
@@ -217,7 +207,7 @@ mod tests {
             "djE",
             &URL_SAFE_NO_PAD.encode("v1|ID|ASC|x|"),
         ] {
-            let error = decode(garbage, StationOrdering::default(), "after").unwrap_err();
+            let error = decode(garbage, StationOrdering::default()).unwrap_err();
             assert!(
                 error.to_string().starts_with("after is not a cursor"),
                 "{garbage}"
@@ -233,10 +223,10 @@ mod tests {
         };
         let cursor = encode_observation(position, TimeOrder::OldestFirst);
         assert_eq!(
-            decode_observation(&cursor, TimeOrder::OldestFirst, "after").unwrap(),
+            decode_observation(&cursor, TimeOrder::OldestFirst).unwrap(),
             position
         );
-        let other_order = decode_observation(&cursor, TimeOrder::NewestFirst, "after")
+        let other_order = decode_observation(&cursor, TimeOrder::NewestFirst)
             .unwrap_err()
             .to_string();
         assert!(
@@ -250,15 +240,15 @@ mod tests {
             },
             StationOrdering::default(),
         );
-        assert!(decode_observation(&station_cursor, TimeOrder::NewestFirst, "after").is_err());
-        assert!(decode(&cursor, StationOrdering::default(), "after").is_err());
+        assert!(decode_observation(&station_cursor, TimeOrder::NewestFirst).is_err());
+        assert!(decode(&cursor, StationOrdering::default()).is_err());
     }
 
     proptest::proptest! {
         #[test]
         fn decoding_arbitrary_text_never_panics(text in ".*") {
-            let _ = decode(&text, StationOrdering::default(), "after");
-            let _ = decode_observation(&text, TimeOrder::NewestFirst, "after");
+            let _ = decode(&text, StationOrdering::default());
+            let _ = decode_observation(&text, TimeOrder::NewestFirst);
         }
 
         #[test]
@@ -267,7 +257,7 @@ mod tests {
         ) {
             let cursor = URL_SAFE_NO_PAD.encode(bytes);
             for field in [SortField::Id, SortField::Name, SortField::CreatedAt] {
-                let _ = decode(&cursor, ordering(field, SortDirection::Asc), "after");
+                let _ = decode(&cursor, ordering(field, SortDirection::Asc));
             }
         }
 
@@ -280,7 +270,7 @@ mod tests {
             let direction = if descending { SortDirection::Desc } else { SortDirection::Asc };
             let by_name = ordering(SortField::Name, direction);
             let position = KeysetPosition { key: SortKey::Name(name), id };
-            proptest::prop_assert_eq!(decode(&encode(&position, by_name), by_name, "after").unwrap(), position);
+            proptest::prop_assert_eq!(decode(&encode(&position, by_name), by_name).unwrap(), position);
         }
 
         #[test]
@@ -291,7 +281,7 @@ mod tests {
             let by_time = ordering(SortField::CreatedAt, SortDirection::Asc);
             let at = DateTime::from_timestamp_micros(micros).unwrap();
             let position = KeysetPosition { key: SortKey::CreatedAt(at), id };
-            proptest::prop_assert_eq!(decode(&encode(&position, by_time), by_time, "after").unwrap(), position);
+            proptest::prop_assert_eq!(decode(&encode(&position, by_time), by_time).unwrap(), position);
         }
     }
 }

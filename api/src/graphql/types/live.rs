@@ -6,6 +6,7 @@ use async_graphql::{Enum, ID, InputObject, SimpleObject};
 use super::observation::Observation;
 use super::station::{Station, list::BoundingBox};
 use crate::error::ApiError;
+use crate::graphql::types::Filter;
 use crate::live::{ChangeKind, StationTrace};
 use crate::service::station::BoundingBox as Area;
 
@@ -68,8 +69,10 @@ pub struct StationWatch {
     area: Option<Area>,
 }
 
-impl StationChangeFilter {
-    pub fn validate(self, path: &str) -> Result<StationWatch, ApiError> {
+impl Filter for StationChangeFilter {
+    type Criteria = StationWatch;
+
+    fn validate(self, path: &str) -> Result<StationWatch, ApiError> {
         Ok(StationWatch {
             codes: self.codes,
             area: self

@@ -34,6 +34,24 @@ pub enum EarlierRows {
     },
 }
 
+impl PageInfo {
+    /// Where `edges` stand, whose cursors `cursor` reads; `earlier` when the page started
+    /// after a cursor.
+    pub fn of<Edge>(
+        edges: &[Edge],
+        cursor: impl Fn(&Edge) -> &String,
+        has_next_page: bool,
+        earlier: Option<EarlierRows>,
+    ) -> Self {
+        Self {
+            has_next_page,
+            start_cursor: edges.first().map(&cursor).cloned(),
+            end_cursor: edges.last().map(&cursor).cloned(),
+            earlier,
+        }
+    }
+}
+
 #[Object]
 impl PageInfo {
     /// Whether stations follow this page.

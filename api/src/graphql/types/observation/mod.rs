@@ -9,9 +9,11 @@ use super::station::list::BoundingBox;
 use super::station::{Station, at, parse_station_id};
 use crate::domain::{Measure, NewObservation, observed_at};
 use crate::error::ApiError;
-use crate::graphql::loaders::{StationById, load_one};
+use crate::graphql::loaders::{OfStation, StationRow, load_one};
+use crate::graphql::types::Filter;
 use crate::service::observation::{
-    ObservationCriteria, ObservationPage, ObservationPosition, Summary, TimeOrder, TimeRange,
+    MeasureStats, ObservationCriteria, ObservationPage, ObservationPosition, Summary, TimeOrder,
+    TimeRange,
 };
 
 /// What one station measured at one instant. A measurement the station does not report is
@@ -40,7 +42,7 @@ impl Observation {
     /// The station that made this observation. The stations of a whole list are read in one
     /// statement.
     async fn station(&self, ctx: &Context<'_>) -> Result<Station> {
-        match load_one(ctx, StationById(self.station_id)).await? {
+        match load_one(ctx, OfStation::new(self.station_id, StationRow)).await? {
             Some(row) => Ok(Station::from(row)),
             // The foreign key makes this impossible, short of a delete between two statements.
             None => Err(ApiError::NotFound {
@@ -122,17 +124,13 @@ impl ObservationConnection {
                 }
             })
             .collect();
-        let page_info = PageInfo {
-            has_next_page: page.has_next_page,
-            start_cursor: edges.first().map(|edge| edge.cursor.clone()),
-            end_cursor: edges.last().map(|edge| edge.cursor.clone()),
-            earlier: after.map(|after| EarlierRows::Observations {
-                station_ids,
-                range,
-                order,
-                after,
-            }),
-        };
+        let earlier = after.map(|after| EarlierRows::Observations {
+            station_ids,
+            range,
+            order,
+            after,
+        });
+        let page_info = PageInfo::of(&edges, |edge| &edge.cursor, page.has_next_page, earlier);
         Self { edges, page_info }
     }
 }
@@ -162,39 +160,30 @@ pub struct ObservationSummary {
 
 impl From<Summary> for ObservationSummary {
     fn from(summary: Summary) -> Self {
-        let measure = |count, min, max, avg| MeasureSummary {
+        Self {
+            count: summary.count,
+            temperature_c: summary.temperature_c.into(),
+            pressure_hpa: summary.pressure_hpa.into(),
+            humidity_pct: summary.humidity_pct.into(),
+            precipitation_mm: summary.precipitation_mm.into(),
+            precipitation_total_mm: summary.precipitation_mm_total,
+        }
+    }
+}
+
+impl From<MeasureStats> for MeasureSummary {
+    fn from(stats: MeasureStats) -> Self {
+        let MeasureStats {
             count,
             min,
             max,
             avg,
-        };
+        } = stats;
         Self {
-            count: summary.count,
-            temperature_c: measure(
-                summary.temperature_c_count,
-                summary.temperature_c_min,
-                summary.temperature_c_max,
-                summary.temperature_c_avg,
-            ),
-            pressure_hpa: measure(
-                summary.pressure_hpa_count,
-                summary.pressure_hpa_min,
-                summary.pressure_hpa_max,
-                summary.pressure_hpa_avg,
-            ),
-            humidity_pct: measure(
-                summary.humidity_pct_count,
-                summary.humidity_pct_min,
-                summary.humidity_pct_max,
-                summary.humidity_pct_avg,
-            ),
-            precipitation_mm: measure(
-                summary.precipitation_mm_count,
-                summary.precipitation_mm_min,
-                summary.precipitation_mm_max,
-                summary.precipitation_mm_avg,
-            ),
-            precipitation_total_mm: summary.precipitation_mm_total,
+            count,
+            min,
+            max,
+            avg,
         }
     }
 }
@@ -236,8 +225,10 @@ pub struct ObservationFilter {
 /// The most station ids a filter may list.
 const MAX_FILTER_STATIONS: usize = 1000;
 
-impl ObservationFilter {
-    pub fn validate(self, path: &str) -> Result<ObservationCriteria, ApiError> {
+impl Filter for ObservationFilter {
+    type Criteria = ObservationCriteria;
+
+    fn validate(self, path: &str) -> Result<ObservationCriteria, ApiError> {
         let station_ids = match self.station_ids {
             Some(ids) if ids.len() > MAX_FILTER_STATIONS => {
                 return Err(ApiError::bad_input(

@@ -35,16 +35,12 @@ impl StationConnection {
                 node: Station::from(row),
             })
             .collect();
-        let page_info = PageInfo {
-            has_next_page: page.has_next_page,
-            start_cursor: edges.first().map(|edge| edge.cursor.clone()),
-            end_cursor: edges.last().map(|edge| edge.cursor.clone()),
-            earlier: after.map(|after| EarlierRows::Stations {
-                criteria: criteria.clone(),
-                ordering,
-                after,
-            }),
-        };
+        let earlier = after.map(|after| EarlierRows::Stations {
+            criteria: criteria.clone(),
+            ordering,
+            after,
+        });
+        let page_info = PageInfo::of(&edges, |edge| &edge.cursor, page.has_next_page, earlier);
         Self {
             edges,
             page_info,

@@ -7,6 +7,7 @@ use super::geo::WithinRadius;
 use crate::domain::{Latitude, Longitude};
 use crate::error::ApiError;
 use crate::graphql::limits::Limits;
+use crate::graphql::types::Filter;
 use crate::service::station::{
     BoundingBox as BoxCriterion, ElevationRange, SortDirection, SortField, StationCriteria,
     StationOrdering,
@@ -79,8 +80,10 @@ pub enum OrderDirection {
     Desc,
 }
 
-impl StationFilter {
-    pub fn validate(self, path: &str) -> Result<StationCriteria, ApiError> {
+impl Filter for StationFilter {
+    type Criteria = StationCriteria;
+
+    fn validate(self, path: &str) -> Result<StationCriteria, ApiError> {
         let bbox = self
             .bbox
             .map(|bbox| bbox.validate(&format!("{path}.bbox")))

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use super::Station;
 use super::list::page_size;
 use crate::graphql::limits::Limits;
-use crate::graphql::loaders::{LatestObservationOf, ObservationsOf, SummaryOf, load_one};
+use crate::graphql::loaders::{LatestObservation, OfStation, load_one};
 use crate::graphql::types::cursor;
 use crate::graphql::types::observation::{
     Observation, ObservationConnection, ObservationOrder, ObservationSummary, time_range,
@@ -24,14 +24,8 @@ impl Station {
     async fn observations(
         &self,
         ctx: &Context<'_>,
-        #[graphql(
-            default = 20,
-            desc = "How many observations: up to graphql.max_page_size (100 unless configured)."
-        )]
-        first: Option<i32>,
-        #[graphql(desc = "A cursor from the previous page, with the same order.")] after: Option<
-            String,
-        >,
+        #[graphql(default = 20, desc = "At most graphql.max_page_size.")] first: Option<i32>,
+        #[graphql(desc = "The previous page's endCursor; same order.")] after: Option<String>,
         since: Option<DateTime<Utc>>,
         until: Option<DateTime<Utc>>,
         #[graphql(desc = "Default: NEWEST_FIRST.")] order: Option<ObservationOrder>,
@@ -40,7 +34,7 @@ impl Station {
         let order = TimeOrder::from(order.unwrap_or_default());
         let range = time_range(since, until, "")?;
         let after = after
-            .map(|cursor| cursor::decode_observation(&cursor, order, "after"))
+            .map(|cursor| cursor::decode_observation(&cursor, order))
             .transpose()?;
         let window = Window {
             range,
@@ -48,15 +42,9 @@ impl Station {
             after,
             first,
         };
-        let page = load_one(
-            ctx,
-            ObservationsOf {
-                station_id: self.row_id,
-                window,
-            },
-        )
-        .await?
-        .unwrap_or_default();
+        let page = load_one(ctx, OfStation::new(self.row_id, window))
+            .await?
+            .unwrap_or_default();
         Ok(ObservationConnection::new(
             page,
             order,
@@ -68,9 +56,11 @@ impl Station {
 
     /// The most recent observation, or null when the station has none.
     async fn latest_observation(&self, ctx: &Context<'_>) -> Result<Option<Observation>> {
-        Ok(load_one(ctx, LatestObservationOf(self.row_id))
-            .await?
-            .map(Observation::from))
+        Ok(
+            load_one(ctx, OfStation::new(self.row_id, LatestObservation))
+                .await?
+                .map(Observation::from),
+        )
     }
 
     /// Counts and min/max/avg of each measurement over a time range (all time when left out),
@@ -82,15 +72,9 @@ impl Station {
         until: Option<DateTime<Utc>>,
     ) -> Result<ObservationSummary> {
         let range = time_range(since, until, "")?;
-        let summary = load_one(
-            ctx,
-            SummaryOf {
-                station_id: self.row_id,
-                range,
-            },
-        )
-        .await?
-        .unwrap_or_default();
+        let summary = load_one(ctx, OfStation::new(self.row_id, range))
+            .await?
+            .unwrap_or_default();
         Ok(ObservationSummary::from(summary))
     }
 }
