@@ -471,3 +471,29 @@ async fn a_subscribe_with_the_id_of_a_running_subscription_closes_with_4409() {
     assert_eq!(code, 4409, "{reason}");
     assert_eq!(reason, "Subscriber for 1 already exists");
 }
+
+#[tokio::test]
+async fn an_id_the_client_completed_may_be_taken_again_at_once() {
+    let app = spawn_app().await;
+    let mut client = LiveClient::connect(&app.address, TRANSPORT_WS, json!({}))
+        .await
+        .expect("connection_init accepted");
+    let query = "subscription { stationChanged { station { code } } }";
+    client.subscribe("1", query, json!({})).await;
+    wait_until_subscribed(&[&app.address], 1).await;
+    // Completed and taken again before the protocol echoes the completion: the echo, which
+    // comes after the new subscription started, must not free its id.
+    client.send(json!({ "id": "1", "type": "complete" })).await;
+    client.subscribe("1", query, json!({})).await;
+    let echo = client.next_message(SECOND).await.expect("the completion's echo");
+    assert_eq!(echo, json!({ "type": "complete", "id": "1" }));
+    wait_until_subscribed(&[&app.address], 1).await;
+    app.create_station("R1", "taken again", 0.0, 0.0).await;
+    let event = client.next_event("1", SECOND).await;
+    assert_eq!(event["data"]["stationChanged"]["station"]["code"], "R1");
+    client.subscribe("1", query, json!({})).await;
+    let Some((code, reason)) = client.closed(SECOND).await else {
+        panic!("the socket was dropped without a close frame");
+    };
+    assert_eq!(code, 4409, "{reason}");
+}

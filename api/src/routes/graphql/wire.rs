@@ -5,6 +5,18 @@
 //!
 //! The body is split into its parameters without building a JSON tree: each parameter is kept
 //! as raw text and deserialized straight into what async-graphql takes.
+//!
+//! Why not async-graphql's own parsers (`http::parse_query_string`, `http::receive_batch_json`,
+//! which async-graphql-axum's extractor calls), checked against async-graphql 7.2:
+//! - a GET's `operationName` is lost: its query-string struct names the field
+//!   `operation_name`, without the camel-case renaming its JSON `Request` has;
+//! - a POST body is read into the untagged enum `BatchRequest`: serde buffers the whole body
+//!   as a generic tree before trying each variant, so a batch of any size is parsed in full
+//!   before its length can be refused, and any mistake in any parameter of any item comes out
+//!   as "data did not match any variant of untagged enum BatchRequest", naming neither;
+//! - a missing `query` becomes an empty document, and `access_token` in the URL goes through.
+//! Here each refusal names its parameter (`[2].variables`), which the GraphQL-over-HTTP audits
+//! and our clients' error messages rely on.
 
 use async_graphql::{Extensions, Variables};
 use serde::Deserialize;
