@@ -485,7 +485,10 @@ async fn an_id_the_client_completed_may_be_taken_again_at_once() {
     // comes after the new subscription started, must not free its id.
     client.send(json!({ "id": "1", "type": "complete" })).await;
     client.subscribe("1", query, json!({})).await;
-    let echo = client.next_message(SECOND).await.expect("the completion's echo");
+    let echo = client
+        .next_message(SECOND)
+        .await
+        .expect("the completion's echo");
     assert_eq!(echo, json!({ "type": "complete", "id": "1" }));
     wait_until_subscribed(&[&app.address], 1).await;
     app.create_station("R1", "taken again", 0.0, 0.0).await;
