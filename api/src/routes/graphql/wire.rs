@@ -15,6 +15,7 @@
 //!   before its length can be refused, and any mistake in any parameter of any item comes out
 //!   as "data did not match any variant of untagged enum BatchRequest", naming neither;
 //! - a missing `query` becomes an empty document, and `access_token` in the URL goes through.
+//!
 //! Here each refusal names its parameter (`[2].variables`), which the GraphQL-over-HTTP audits
 //! and our clients' error messages rely on.
 
