@@ -16,6 +16,9 @@ use url::Url;
 const ENV_PREFIX: &str = "APP";
 /// Separates the prefix, sections and keys in those variables: `APP__DATABASE__URL`.
 const ENV_SEPARATOR: &str = "__";
+/// The standbys' URLs, separated by whitespace: a URL may hold commas, the list separator of
+/// the other list settings.
+const READ_URLS_VARIABLE: &str = "APP__DATABASE__READ_URLS";
 /// The least `auth.jwt.jwks_min_refresh_secs`: below it, tokens naming made-up key ids would
 /// make the server fetch the identity provider's keys for nearly every request.
 const MIN_JWKS_REFRESH_SECS: u64 = 5;
@@ -148,6 +151,20 @@ pub struct DatabaseSettings {
     /// Where the listening connection of subscriptions goes, when `url` leads through a pooler
     /// that cannot hold a session's LISTEN (PgBouncer in transaction mode); empty: `url`.
     pub listen_url: SecretString,
+    /// PostgreSQL streaming standbys that serve queries (`database::standbys`); empty: every
+    /// statement goes to `url`. In the environment, `APP__DATABASE__READ_URLS` holds them
+    /// separated by whitespace, which no URL contains (commas may: `options=-c%20a=1,b`).
+    pub read_urls: Vec<SecretString>,
+    /// Connections each standby's own pool may open.
+    pub standby_max_connections: u32,
+    /// A standby whose replay is further behind the primary's WAL than this receives no
+    /// queries until it catches up.
+    pub max_standby_lag_bytes: u64,
+    /// How often each standby's health and replay position are checked.
+    pub standby_check_interval_ms: u64,
+    /// How long a query that carries a read-your-writes token waits for a standby to replay
+    /// the write before it reads from the primary instead.
+    pub read_your_writes_wait_ms: u64,
     /// Where `url` came from, in words, for messages about it; not itself a key.
     #[serde(skip)]
     pub url_source: String,
@@ -366,6 +383,14 @@ impl Settings {
                     .with_list_parse_key("server.allowed_hosts"),
             )
             .set_override_option("database.url", env::var("DATABASE_URL").ok())
+            .and_then(|builder| {
+                let read_urls = env::var(READ_URLS_VARIABLE).ok().map(|urls| {
+                    urls.split_whitespace()
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>()
+                });
+                builder.set_override_option("database.read_urls", read_urls)
+            })
             .and_then(|builder| builder.build())
             .map_err(|error| describe_config_error(&error, None))?;
 
@@ -396,6 +421,14 @@ impl Settings {
                 database.connect_timeout_secs,
             ),
             ("database.acquire_timeout_ms", database.acquire_timeout_ms),
+            (
+                "database.standby_max_connections",
+                u64::from(database.standby_max_connections),
+            ),
+            (
+                "database.standby_check_interval_ms",
+                database.standby_check_interval_ms,
+            ),
             ("server.max_connections", server.max_connections as u64),
             (
                 "server.header_read_timeout_secs",
@@ -465,6 +498,11 @@ impl Settings {
             && let Err(problem) = self.database.listening().check_url()
         {
             return Err(invalid("database.listen_url", problem));
+        }
+        for index in 0..self.database.read_urls.len() {
+            if let Err(problem) = self.database.standby(index).check_url() {
+                return Err(invalid(&format!("database.read_urls[{index}]"), problem));
+            }
         }
         // Each counts or waits for something: 0 would refuse everything, or wait forever.
         if let Some(key) = self.first_zero() {
@@ -604,6 +642,16 @@ impl DatabaseSettings {
                 .unwrap_or_default(),
             has_password: url.and_then(Url::password).is_some_and(|p| !p.is_empty()),
         }
+    }
+
+    /// These settings for the standby `read_urls[index]`, with its own pool's budget.
+    pub fn standby(&self, index: usize) -> Self {
+        let mut settings = self.clone();
+        settings.url = self.read_urls[index].clone();
+        settings.url_source = format!("database.read_urls[{index}]");
+        settings.max_connections = self.standby_max_connections;
+        settings.min_connections = self.min_connections.min(self.standby_max_connections);
+        settings
     }
 
     /// These settings with `listen_url` (when set) as the URL: where to LISTEN.

@@ -56,6 +56,25 @@ pub struct Metrics {
     live_dropped: Family<DropLabel, Counter>,
     live_listener_reconnects: Counter,
     live_listening: Gauge<i64, AtomicI64>,
+    reads: Family<TargetLabel, Counter>,
+    read_fallbacks: Family<ReasonLabel, Counter>,
+    standby_lag: Family<StandbyLabel, Gauge<i64, AtomicI64>>,
+    standby_usable: Family<StandbyLabel, Gauge<i64, AtomicI64>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabel {
+    target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StandbyLabel {
+    standby: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -152,9 +171,38 @@ impl Default for Metrics {
             "1 while the listening connection LISTENs: only then do committed changes reach subscribers",
             Gauge::default(),
         );
+        let reads = registered(
+            &mut registry,
+            "stations_db_reads",
+            "Query operations by where they read: a standby (host:port/database) or the primary",
+            Family::default(),
+        );
+        let read_fallbacks = registered(
+            &mut registry,
+            "stations_db_read_fallbacks",
+            "Query operations (or statements, standby_failed) that read from the primary although \
+             standbys are configured, by reason",
+            Family::default(),
+        );
+        let standby_lag = registered(
+            &mut registry,
+            "stations_db_standby_lag_bytes",
+            "Bytes of WAL a standby has yet to replay, as last checked",
+            Family::default(),
+        );
+        let standby_usable = registered(
+            &mut registry,
+            "stations_db_standby_usable",
+            "1 while a standby serves queries",
+            Family::default(),
+        );
         Self {
             registry,
             operation_names: RwLock::default(),
+            reads,
+            read_fallbacks,
+            standby_lag,
+            standby_usable,
             requests,
             request_duration,
             statements,
@@ -236,6 +284,36 @@ impl Metrics {
     /// The listening connection started (`true`) or stopped (`false`) listening.
     pub fn record_listening(&self, listening: bool) {
         self.live_listening.set(i64::from(listening));
+    }
+
+    /// A query operation reads from `target`: a standby's name, or "primary".
+    pub fn record_read(&self, target: &str) {
+        self.reads
+            .get_or_create(&TargetLabel {
+                target: target.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn record_read_fallback(&self, reason: &'static str) {
+        self.read_fallbacks
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// What a check found of `standby`; its lag when it could be measured.
+    pub fn record_standby(&self, standby: &str, usable: bool, lag_bytes: Option<u64>) {
+        let label = StandbyLabel {
+            standby: standby.to_owned(),
+        };
+        self.standby_usable
+            .get_or_create(&label)
+            .set(i64::from(usable));
+        if let Some(lag_bytes) = lag_bytes {
+            self.standby_lag
+                .get_or_create(&label)
+                .set(i64::try_from(lag_bytes).unwrap_or(i64::MAX));
+        }
     }
 
     /// The text exposition format, with the pool's figures read now.

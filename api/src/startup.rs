@@ -22,9 +22,11 @@ use tracing::{Span, field::Empty};
 use crate::auth::{AuthSetupError, Authenticator};
 use crate::configuration::Settings;
 use crate::connections::{self, ConnectionLimits};
+use crate::database::standbys::Standbys;
 use crate::database::{self, ConnectError, migrations};
 use crate::graphql::document_store::{DocumentStore, Manifest, ManifestError, StoreBounds};
 use crate::graphql::limits::Limits;
+use crate::graphql::pipeline::read_routing;
 use crate::graphql::{SchemaParts, build_schema};
 use crate::health::database::DatabaseHealth;
 use crate::live::socket::Sockets;
@@ -123,17 +125,32 @@ impl Application {
             // and keeps trying in the background.
             jwt.load_now(Duration::from_secs(3)).await;
         }
+        let mut standby_pools = Vec::with_capacity(settings.database.read_urls.len());
+        for index in 0..settings.database.read_urls.len() {
+            let mut pool = database::connect_standby(&settings.database.standby(index)).await?;
+            let metrics = Arc::clone(&metrics);
+            pool.set_metric_callback(move |info| {
+                metrics.record_statement(info.elapsed, info.failed)
+            });
+            standby_pools.push(pool);
+        }
+        let standbys = Arc::new(Standbys::new(
+            &settings.database,
+            db.clone(),
+            standby_pools,
+            Arc::clone(&metrics),
+        ));
         let live = Arc::new(LiveHub::new(settings.subscriptions.buffer_events));
         let stopping = CancellationToken::new();
         let schema = build_schema(
             settings,
             SchemaParts {
-                db: db.clone(),
                 documents,
                 authenticator: Arc::clone(&authenticator),
                 metrics: Arc::clone(&metrics),
                 health: Arc::clone(&health),
                 live: Arc::clone(&live),
+                standbys: Arc::clone(&standbys),
             },
         );
         let state = AppState {
@@ -153,6 +170,7 @@ impl Application {
                 stopping.clone(),
             )),
             authenticator,
+            standbys,
             readiness: Arc::default(),
         };
 
@@ -227,6 +245,9 @@ impl Application {
         if let Some(jwt) = self.state.authenticator.jwt() {
             spawn(Box::pin(Arc::clone(jwt).keep_fresh()));
         }
+        if self.state.standbys.any() {
+            spawn(Box::pin(Arc::clone(&self.state.standbys).watch()));
+        }
         let stopping = self.stopping;
         if let Some((listener, router)) = self.metrics {
             let stopped = stopping.clone().cancelled_owned();
@@ -269,6 +290,9 @@ impl Application {
         background.wait().await;
         if let Err(error) = self.state.db.close_by_ref().await {
             tracing::warn!(error = %error, "closing the database pool failed");
+        }
+        for standby in self.state.standbys.standbys() {
+            standby.close().await;
         }
         tracing::info!("stopped");
         result
@@ -316,8 +340,10 @@ pub fn router(state: AppState, settings: &Settings, metrics_on_main_port: bool) 
                     header::CONTENT_TYPE,
                     header::AUTHORIZATION,
                     REQUEST_ID.clone(),
+                    read_routing::TOKEN_HEADER,
+                    read_routing::READ_FROM_HEADER,
                 ])
-                .expose_headers([REQUEST_ID.clone()])
+                .expose_headers([REQUEST_ID.clone(), read_routing::TOKEN_HEADER])
                 .max_age(Duration::from_secs(600)),
         );
     }

@@ -9,6 +9,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::auth::Authenticator;
 use crate::configuration::DatabaseSettings;
+use crate::database::standbys::Standbys;
 use crate::graphql::AppSchema;
 use crate::graphql::limits::Limits;
 use crate::health::database::DatabaseHealth;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub sockets: Arc<Sockets>,
     /// Static tokens and the identity provider's keys, for readiness.
     pub authenticator: Arc<Authenticator>,
+    /// The standbys queries may read from, for readiness.
+    pub standbys: Arc<Standbys>,
     /// The last readiness answer (`health::endpoints`), when it was made, and what it said;
     /// reused for a second.
     pub readiness: Arc<tokio::sync::Mutex<Option<(Instant, StatusCode, Value)>>>,

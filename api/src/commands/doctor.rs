@@ -16,6 +16,7 @@ use crate::database::{
     self,
     diagnosis::{FailureKind, explain},
     migrations, schema_drift,
+    wal_position::WalPosition,
 };
 
 /// The oldest PostgreSQL this service supports: 13 made `cube` and `earthdistance` trusted
@@ -23,7 +24,7 @@ use crate::database::{
 const MINIMUM_SERVER_VERSION: i32 = 130_000;
 
 /// The checks, in order, with the exit code a failure of each gives.
-const CHECKS: [(&str, u8); 9] = [
+const CHECKS: [(&str, u8); 10] = [
     ("configuration loads", 2),
     ("host resolves", 3),
     ("TCP connects", 3),
@@ -33,6 +34,7 @@ const CHECKS: [(&str, u8); 9] = [
     ("schema matches the entities", 7),
     ("server version is supported", 8),
     ("identity provider's keys load", 9),
+    ("standbys replay the primary", 10),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -280,17 +282,33 @@ pub async fn run() -> Report {
         }
     }
 
+    report = match check_identity_provider(&settings, report).await {
+        Ok(report) => report,
+        Err(report) => return report,
+    };
+    match check_standbys(&settings).await {
+        Ok(detail) => report.pass(detail),
+        Err((problem, fix)) => return report.fail(problem, fix),
+    }
+    report.done()
+}
+
+/// The identity provider's keys, when JWT sign-in is on.
+async fn check_identity_provider(
+    settings: &Settings,
+    mut report: Report,
+) -> Result<Report, Report> {
     if !settings.auth.jwt.enabled {
         report.pass("auth.jwt is off".to_owned());
-        return report.done();
+        return Ok(report);
     }
     let verifier = match crate::auth::jwt::JwtVerifier::new(&settings.auth.jwt) {
         Ok(verifier) => verifier,
         Err(error) => {
-            return report.fail(
+            return Err(report.fail(
                 error.to_string(),
                 "correct that setting of auth.jwt".to_owned(),
-            );
+            ));
         }
     };
     match verifier.check().await {
@@ -298,15 +316,85 @@ pub async fn run() -> Report {
             "{keys} signing key(s) usable with auth.jwt.algorithms"
         )),
         Err(problem) => {
-            return report.fail(
+            return Err(report.fail(
                 problem,
                 "check auth.jwt.jwks_url (or jwks_file) and auth.jwt.algorithms against what \
                  the identity provider publishes"
                     .to_owned(),
-            );
+            ));
         }
     }
-    report.done()
+    Ok(report)
+}
+
+/// Each of `database.read_urls` accepts a connection, is a standby, and belongs to the
+/// primary's cluster; or the problem with the first that does not, and its fix.
+async fn check_standbys(settings: &Settings) -> Result<String, (String, String)> {
+    let database = &settings.database;
+    if database.read_urls.is_empty() {
+        return Ok("database.read_urls is empty: every query reads the primary".to_owned());
+    }
+    let primary = database::connect(database)
+        .await
+        .map_err(|error| (error.diagnosis.problem, error.diagnosis.remedy))?;
+    let position = WalPosition::of_primary(&primary).await;
+    let _ = primary.close().await;
+    let primary = position.map_err(|_| {
+        (
+            "could not read the primary's WAL position".to_owned(),
+            "check the server log".to_owned(),
+        )
+    })?;
+    let mut lags = Vec::new();
+    for index in 0..database.read_urls.len() {
+        let standby = database.standby(index);
+        let mut connection = database::probe(&standby)
+            .await
+            .map_err(|error| (error.diagnosis.problem, error.diagnosis.remedy))?;
+        let status: Result<(bool, i64, i64), _> = sea_orm::sqlx::query_as(
+            "SELECT pg_is_in_recovery(),
+                    COALESCE((pg_last_wal_replay_lsn() - '0/0')::bigint, 0),
+                    (SELECT system_identifier FROM pg_control_system())",
+        )
+        .fetch_one(&mut connection)
+        .await;
+        let _ = sea_orm::sqlx::Connection::close(connection).await;
+        let name = &standby.url_source;
+        match status {
+            Ok((false, _, _)) => {
+                return Err((
+                    format!(
+                        "{name} ({}) is not a standby: it is in no recovery (promoted, or the primary itself)",
+                        standby.redacted_url()
+                    ),
+                    format!("point {name} at a streaming standby of database.url, or remove it"),
+                ));
+            }
+            Ok((true, _, system_identifier))
+                if system_identifier as u64 != primary.cluster.system_identifier =>
+            {
+                return Err((
+                    format!(
+                        "{name} ({}) replays another cluster than database.url",
+                        standby.redacted_url()
+                    ),
+                    format!("point {name} at a standby made from database.url (pg_basebackup -R)"),
+                ));
+            }
+            Ok((true, replayed, _)) => lags.push(primary.lsn.saturating_sub(replayed as u64)),
+            Err(_) => {
+                return Err((
+                    format!("{name} did not answer the replay status query"),
+                    "check the standby's server log".to_owned(),
+                ));
+            }
+        }
+    }
+    Ok(format!(
+        "{} standby(s), {} bytes of WAL behind at most",
+        lags.len(),
+        lags.iter().max().copied().unwrap_or_default()
+    ))
 }
 
 /// The first address that accepts a TCP connection, or why none did.

@@ -4,6 +4,8 @@
 pub mod diagnosis;
 pub mod migrations;
 pub mod schema_drift;
+pub mod standbys;
+pub mod wal_position;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 
@@ -101,18 +103,41 @@ pub async fn connect_for_requests(
     settings: &DatabaseSettings,
     failed_ping: impl Fn() + Send + Sync + 'static,
 ) -> Result<DatabaseConnection, ConnectError> {
+    let options = connect_options(settings).await?;
+    open_pool(
+        settings,
+        options,
+        request_pool_options(settings, failed_ping),
+    )
+    .await
+}
+
+/// A standby's pool, set up as [`connect_for_requests`] sets up the primary's but opened
+/// without trying it first: a standby that is down at start-up is no reason not to start
+/// (the standby check finds out, and queries read from the primary meanwhile).
+pub async fn connect_standby(
+    settings: &DatabaseSettings,
+) -> Result<DatabaseConnection, ConnectError> {
+    let options = connect_options(settings).await?;
+    let pool = request_pool_options(settings, || {}).connect_lazy_with(options);
+    Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
+}
+
+fn request_pool_options(
+    settings: &DatabaseSettings,
+    failed_ping: impl Fn() + Send + Sync + 'static,
+) -> PgPoolOptions {
     /// Connections idle for less than this are used without a ping.
     const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
 
     let failed_ping = Arc::new(failed_ping);
-    let options = connect_options(settings).await?;
     // Set on each new session rather than passed as a startup option: poolers such as
     // PgBouncer refuse startup options, while a session's SET passes through them.
     let set_timeout = format!(
         "SET statement_timeout = {}",
         settings.statement_timeout().as_millis()
     );
-    let pool = pool_options(settings)
+    pool_options(settings)
         .after_connect(move |connection, _metadata| {
             let set_timeout = set_timeout.clone();
             Box::pin(async move {
@@ -135,8 +160,7 @@ pub async fn connect_for_requests(
                 }
                 pinged.map(|()| true)
             })
-        });
-    open_pool(settings, options, pool).await
+        })
 }
 
 fn pool_options(settings: &DatabaseSettings) -> PgPoolOptions {

@@ -14,8 +14,8 @@
 //! by clock is deterministic and adds no latency. Every key is a question about one station
 //! ([`OfStation`]: its row, its latest observation, a window of its observations, a summary);
 //! each kind of question is answered for many stations by one function
-//! ([`StationsQuestion::answer`]), and one implementation of async-graphql's `Loader` trait
-//! groups the keys by question. They work wherever a `Station` or an `Observation` appears.
+//! ([`StationsQuestion::answer`]), on the operation's [`ReadConnection`] (a standby for a
+//! query, when there are any). They work wherever a `Station` or an `Observation` appears.
 
 use std::{
     any::{Any, TypeId},
@@ -24,48 +24,34 @@ use std::{
     sync::{Arc, Mutex, OnceLock},
 };
 
-use async_graphql::{Context, dataloader::Loader};
+use async_graphql::Context;
 use entity::{observation, station};
-use sea_orm::{DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{EntityTrait, QueryFilter};
 use tokio::sync::Notify;
 
+use crate::database::standbys::ReadConnection;
 use crate::error::ApiError;
 use crate::service::observation::{
     self as observations, ObservationPage, Summary, TimeRange, Window,
 };
 
-/// The loaders: one statement for many keys.
-pub struct Batches {
-    db: DatabaseConnection,
-}
-
-impl Batches {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
-    }
-}
-
 /// Loads `key` through this operation's batches, or alone where there are none (the fields
 /// of a subscription's event, which resolve one object at a time).
-pub async fn load_one<K>(
+pub async fn load_one<Asked: StationsQuestion>(
     ctx: &Context<'_>,
-    key: K,
-) -> async_graphql::Result<Option<<Batches as Loader<K>>::Value>>
-where
-    K: Hash + Eq + Clone + Send + Sync + 'static,
-    Batches: Loader<K, Error = async_graphql::Error>,
-{
+    key: OfStation<Asked>,
+) -> async_graphql::Result<Option<Asked::Answer>> {
+    let db = ctx.data::<ReadConnection>()?;
     if let Some(batches) = ctx.data_opt::<OperationBatches>() {
-        return batches.load_one(key).await;
+        return batches.load_one(db, key).await;
     }
-    let loader = ctx.data::<Arc<Batches>>()?;
-    let mut loaded = loader.load(std::slice::from_ref(&key)).await?;
+    let mut loaded = load(db, &[key]).await?;
     Ok(loaded.remove(&key))
 }
 
 /// The batches of one operation: for each kind of key, the keys asked for since the last load.
+#[derive(Default)]
 pub struct OperationBatches {
-    loader: Arc<Batches>,
     open: Mutex<HashMap<TypeId, Box<dyn Any + Send>>>,
 }
 
@@ -104,35 +90,26 @@ impl<K, V> Drop for Leader<K, V> {
 }
 
 impl OperationBatches {
-    pub fn new(loader: Arc<Batches>) -> Self {
-        Self {
-            loader,
-            open: Mutex::default(),
-        }
-    }
-
-    async fn load_one<K>(
+    async fn load_one<Asked: StationsQuestion>(
         &self,
-        key: K,
-    ) -> async_graphql::Result<Option<<Batches as Loader<K>>::Value>>
-    where
-        K: Hash + Eq + Clone + Send + Sync + 'static,
-        Batches: Loader<K, Error = async_graphql::Error>,
-    {
-        type Batch<K> = Option<Open<K, <Batches as Loader<K>>::Value>>;
+        db: &ReadConnection,
+        key: OfStation<Asked>,
+    ) -> async_graphql::Result<Option<Asked::Answer>> {
+        type K<Asked> = OfStation<Asked>;
+        type Batch<Asked> = Option<Open<K<Asked>, <Asked as StationsQuestion>::Answer>>;
         let (answer, leading) = {
             let mut open = self
                 .open
                 .lock()
                 .map_err(|_| async_graphql::Error::new("a batch loader failed"))?;
             let batch = open
-                .entry(TypeId::of::<K>())
-                .or_insert_with(|| Box::new(Batch::<K>::None))
-                .downcast_mut::<Batch<K>>()
+                .entry(TypeId::of::<K<Asked>>())
+                .or_insert_with(|| Box::new(Batch::<Asked>::None))
+                .downcast_mut::<Batch<Asked>>()
                 .ok_or_else(|| async_graphql::Error::new("a batch loader failed"))?;
             match batch {
                 Some(open) => {
-                    open.keys.insert(key.clone());
+                    open.keys.insert(key);
                     (Arc::clone(&open.answer), false)
                 }
                 None => {
@@ -141,7 +118,7 @@ impl OperationBatches {
                         ready: Notify::new(),
                     });
                     *batch = Some(Open {
-                        keys: HashSet::from([key.clone()]),
+                        keys: HashSet::from([key]),
                         answer: Arc::clone(&answer),
                     });
                     (answer, true)
@@ -152,18 +129,18 @@ impl OperationBatches {
             let leader = Leader(Arc::clone(&answer));
             // The other fields of this pass add their keys before the batch closes.
             tokio::task::yield_now().await;
-            let keys: Vec<K> = {
+            let keys: Vec<K<Asked>> = {
                 let mut open = self
                     .open
                     .lock()
                     .map_err(|_| async_graphql::Error::new("a batch loader failed"))?;
-                open.get_mut(&TypeId::of::<K>())
-                    .and_then(|batch| batch.downcast_mut::<Batch<K>>())
+                open.get_mut(&TypeId::of::<K<Asked>>())
+                    .and_then(|batch| batch.downcast_mut::<Batch<Asked>>())
                     .and_then(Option::take)
                     .map(|open| open.keys.into_iter().collect())
                     .unwrap_or_default()
             };
-            let loaded = self.loader.load(&keys).await.map(Arc::new);
+            let loaded = load(db, &keys).await.map(Arc::new);
             leader.0.set(Some(loaded));
         }
         loop {
@@ -213,7 +190,7 @@ pub trait StationsQuestion: Copy + Eq + Hash + Send + Sync + 'static {
 
     fn answer(
         self,
-        db: &DatabaseConnection,
+        db: &ReadConnection,
         ids: Vec<i32>,
     ) -> impl Future<Output = Answers<Self::Answer>> + Send;
 }
@@ -224,7 +201,7 @@ pub type Answers<Answer> = Result<HashMap<i32, Answer>, sea_orm::DbErr>;
 impl StationsQuestion for StationRow {
     type Answer = station::Model;
 
-    async fn answer(self, db: &DatabaseConnection, ids: Vec<i32>) -> Answers<station::Model> {
+    async fn answer(self, db: &ReadConnection, ids: Vec<i32>) -> Answers<station::Model> {
         use sea_orm::ColumnTrait;
         let rows = station::Entity::find()
             .filter(station::Column::Id.is_in(ids))
@@ -237,7 +214,7 @@ impl StationsQuestion for StationRow {
 impl StationsQuestion for LatestObservation {
     type Answer = observation::Model;
 
-    async fn answer(self, db: &DatabaseConnection, ids: Vec<i32>) -> Answers<observation::Model> {
+    async fn answer(self, db: &ReadConnection, ids: Vec<i32>) -> Answers<observation::Model> {
         let rows = observations::latest(db, ids).await?;
         Ok(rows.into_iter().map(|row| (row.station_id, row)).collect())
     }
@@ -246,7 +223,7 @@ impl StationsQuestion for LatestObservation {
 impl StationsQuestion for Window {
     type Answer = ObservationPage;
 
-    async fn answer(self, db: &DatabaseConnection, ids: Vec<i32>) -> Answers<ObservationPage> {
+    async fn answer(self, db: &ReadConnection, ids: Vec<i32>) -> Answers<ObservationPage> {
         observations::pages(db, ids, self).await
     }
 }
@@ -254,36 +231,31 @@ impl StationsQuestion for Window {
 impl StationsQuestion for TimeRange {
     type Answer = Summary;
 
-    async fn answer(self, db: &DatabaseConnection, ids: Vec<i32>) -> Answers<Summary> {
+    async fn answer(self, db: &ReadConnection, ids: Vec<i32>) -> Answers<Summary> {
         observations::summaries(db, ids, self).await
     }
 }
 
-/// One statement per distinct question: keys asking different ones (aliases with other
-/// arguments) need a statement each, though usually all ask the same. A station the answer
-/// leaves out has no value.
-impl<Asked: StationsQuestion> Loader<OfStation<Asked>> for Batches {
-    type Value = Asked::Answer;
-    type Error = async_graphql::Error;
-
-    async fn load(
-        &self,
-        keys: &[OfStation<Asked>],
-    ) -> Result<HashMap<OfStation<Asked>, Self::Value>, Self::Error> {
-        let mut by_question: HashMap<Asked, Vec<i32>> = HashMap::new();
-        for key in keys {
-            by_question
-                .entry(key.asked)
-                .or_default()
-                .push(key.station_id);
-        }
-        let mut loaded = HashMap::with_capacity(keys.len());
-        for (asked, station_ids) in by_question {
-            let answers = asked.answer(&self.db, station_ids).await.map_err(failure)?;
-            for (station_id, answer) in answers {
-                loaded.insert(OfStation { station_id, asked }, answer);
-            }
-        }
-        Ok(loaded)
+/// Answers `keys` with one statement per distinct question: keys asking different ones
+/// (aliases with other arguments) need a statement each, though usually all ask the same. A
+/// station the answer leaves out has no value.
+async fn load<Asked: StationsQuestion>(
+    db: &ReadConnection,
+    keys: &[OfStation<Asked>],
+) -> async_graphql::Result<HashMap<OfStation<Asked>, Asked::Answer>> {
+    let mut by_question: HashMap<Asked, Vec<i32>> = HashMap::new();
+    for key in keys {
+        by_question
+            .entry(key.asked)
+            .or_default()
+            .push(key.station_id);
     }
+    let mut loaded = HashMap::with_capacity(keys.len());
+    for (asked, station_ids) in by_question {
+        let answers = asked.answer(db, station_ids).await.map_err(failure)?;
+        for (station_id, answer) in answers {
+            loaded.insert(OfStation { station_id, asked }, answer);
+        }
+    }
+    Ok(loaded)
 }

@@ -4,23 +4,22 @@
 use std::sync::Arc;
 
 use async_graphql::{MergedObject, MergedSubscription, Schema, SchemaBuilder};
-use sea_orm::DatabaseConnection;
 
 use super::document_store::DocumentStore;
 use super::limits::Limits;
-use super::loaders::Batches;
 use super::mutation::observation::ObservationMutation;
 use super::mutation::station::StationMutation;
 use super::pipeline::{
     FieldHooks, Pipeline, authorization::Authorization, cost::Cost, database_gate::DatabaseGate,
     deadline::Deadline, documents::Documents, loaders::Loaders,
-    operation_transport::OperationTransport, telemetry::Telemetry,
+    operation_transport::OperationTransport, read_routing::ReadRouting, telemetry::Telemetry,
 };
 use super::query::observation::ObservationQuery;
 use super::query::station::StationQuery;
 use super::subscription::{observation::ObservationSubscription, station::StationSubscription};
 use crate::auth::Authenticator;
 use crate::configuration::Settings;
+use crate::database::standbys::{ReadConnection, Standbys};
 use crate::health::database::DatabaseHealth;
 use crate::live::{LiveHub, subscription_limit::SubscriptionLimit};
 use crate::metrics::Metrics;
@@ -50,21 +49,22 @@ fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
 /// What the schema's resolvers and policies share with the rest of the server, beside its
 /// settings.
 pub struct SchemaParts {
-    pub db: DatabaseConnection,
     pub documents: DocumentStore,
     pub authenticator: Arc<Authenticator>,
     pub metrics: Arc<Metrics>,
     /// The database's health, whose outage the database gate answers at once.
     pub health: Arc<DatabaseHealth>,
     pub live: Arc<LiveHub>,
+    /// The primary, and the standbys queries may read instead.
+    pub standbys: Arc<Standbys>,
 }
 
 /// The schema served over HTTP, built once at start-up. Resolvers reach the database through
 /// its data, so a missing handle is a start-up error rather than a request-time one.
 pub fn build_schema(settings: &Settings, parts: SchemaParts) -> AppSchema {
+    let primary = parts.standbys.primary().clone();
     let limits = Limits::new(&settings.graphql, &settings.server);
     let subscriptions = &settings.subscriptions;
-    let batches = Arc::new(Batches::new(parts.db.clone()));
     // Every operation passes these, in this order (`graphql::pipeline`).
     let pipeline = Pipeline::new()
         .then(Telemetry::new(Arc::clone(&parts.metrics)))
@@ -75,17 +75,19 @@ pub fn build_schema(settings: &Settings, parts: SchemaParts) -> AppSchema {
             Arc::clone(&parts.authenticator),
             limits.request_timeout,
         ))
-        .then(DatabaseGate::new(parts.health, parts.db.clone()))
+        .then(DatabaseGate::new(parts.health, primary.clone()))
+        .then(ReadRouting::new(Arc::clone(&parts.standbys)))
         .then(Deadline::new(limits.request_timeout))
-        .then(Loaders::new(Arc::clone(&batches)))
+        .then(Loaders)
         .then(SubscriptionLimit::new(subscriptions.max_per_connection));
     let mut builder = builder()
         .extension(pipeline.into_extension())
         .data(FieldHooks(false))
-        .data(batches)
+        // Where resolvers read unless the operation was routed elsewhere: the primary.
+        .data(ReadConnection::primary(primary.clone()))
         .data(parts.metrics)
         .data(parts.live)
-        .data(parts.db)
+        .data(primary)
         .data(limits);
     if !settings.graphql.introspection {
         // "Did you mean …?" in validation errors would name the schema's fields anyway.

@@ -2,13 +2,15 @@
 //!
 //! `/health/live` answers as long as the process serves HTTP: restart me if this fails.
 //! `/health/ready` also requires the database to answer and its schema to match this binary:
-//! send me traffic only if this succeeds.
+//! send me traffic only if this succeeds. A standby that serves no queries leaves it 200,
+//! `degraded`: queries read from the primary meanwhile.
 
 use std::time::{Duration, Instant};
 
 use axum::{Json, extract::State, http::StatusCode};
 use serde_json::{Value, json};
 
+use crate::database::standbys::StandbyState;
 use crate::database::{self, migrations};
 use crate::state::AppState;
 
@@ -49,9 +51,7 @@ async fn check_readiness(state: &AppState) -> (StatusCode, Json<Value>) {
         );
     }
     match tokio::time::timeout(READINESS_TIMEOUT, migrations::state(&state.db)).await {
-        Ok(Ok(migrations)) if migrations.is_current() => {
-            (StatusCode::OK, Json(json!({ "status": "ready" })))
-        }
+        Ok(Ok(migrations)) if migrations.is_current() => (StatusCode::OK, Json(ready_body(state))),
         Ok(Ok(migrations)) if migrations.unknown.is_empty() => unavailable(
             format!(
                 "{} pending migration(s): {}",
@@ -105,6 +105,35 @@ async fn check_readiness(state: &AppState) -> (StatusCode, Json<Value>) {
             }
         }
     }
+}
+
+/// The ready answer: `ready`, or `degraded` while a standby serves no queries (they go to the
+/// primary meanwhile, so the replica still takes traffic); each standby's state.
+fn ready_body(state: &AppState) -> Value {
+    let standbys = state.standbys.standbys();
+    if standbys.is_empty() {
+        return json!({ "status": "ready" });
+    }
+    let mut degraded = false;
+    let states: Vec<Value> = standbys
+        .iter()
+        .map(|standby| {
+            let found = standby.state();
+            degraded |= !matches!(found, StandbyState::Streaming { .. });
+            let mut entry = json!({ "state": found.label() });
+            if state.health_details {
+                entry["name"] = Value::String(standby.name.clone());
+            }
+            if let StandbyState::Streaming { lag_bytes } | StandbyState::Lagging { lag_bytes } =
+                found
+            {
+                entry["lag_bytes"] = json!(lag_bytes);
+            }
+            entry
+        })
+        .collect();
+    let status = if degraded { "degraded" } else { "ready" };
+    json!({ "status": status, "standbys": states })
 }
 
 fn unavailable(reason: String, fix: &str) -> (StatusCode, Json<Value>) {

@@ -159,6 +159,9 @@ pub async fn serve(
                 transport: Transport::WebSocket,
                 authorization,
                 deadline: None,
+                // Each operation may carry a token in its own `extensions`.
+                read_your_writes: None,
+                read_from_primary: false,
             });
             data.insert(Arc::clone(&connection));
             Ok(data)

@@ -27,4 +27,5 @@ mod queries;
 mod replicas;
 mod round_trips;
 mod scram_cluster;
+mod standbys;
 mod subscriptions;

@@ -136,6 +136,46 @@ impl ScramCluster {
         }
     }
 
+    /// A streaming standby of this cluster, made as operators make one (`pg_basebackup -R`
+    /// by `user`, the superuser, who may replicate), started on a free loopback port.
+    pub fn start_standby(&self, user: &str, password: &str) -> Self {
+        let directory = std::env::temp_dir().join(format!(
+            "stations-standby-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        fs::create_dir_all(&directory).expect("create the standby's directory");
+        if running_as_root() {
+            check(run(Command::new("chown")
+                .arg("-R")
+                .arg("postgres:")
+                .arg(&directory)));
+        }
+        let mut backup = as_cluster_owner(&self.bin.join("pg_basebackup"));
+        backup
+            .arg("-D")
+            .arg(directory.join("data"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", user])
+            .args(["-R", "-X", "stream", "--no-sync", "-c", "fast"])
+            .env("PGPASSWORD", password);
+        check(run(&mut backup));
+        let port = free_port();
+        let standby = Self {
+            server_options: format!(
+                "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={} -c fsync=off",
+                directory.display()
+            ),
+            directory,
+            bin: self.bin.clone(),
+            port,
+            tls_only: self.tls_only,
+        };
+        if let Err(log) = standby.try_start() {
+            panic!("the standby did not start:\n{log}");
+        }
+        standby
+    }
+
     /// Starts the server again after [`stop_immediately`](Self::stop_immediately), on the
     /// same port with the same data.
     pub fn start_again(&self) {

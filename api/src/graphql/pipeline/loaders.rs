@@ -2,25 +2,15 @@
 //! many fields of one operation are read in one statement, and nothing read for one operation
 //! is served to another.
 
-use std::sync::Arc;
-
 use async_graphql::Data;
 
 use super::Policy;
-use crate::graphql::loaders::{Batches, OperationBatches};
+use crate::graphql::loaders::OperationBatches;
 
-pub struct Loaders {
-    batches: Arc<Batches>,
-}
-
-impl Loaders {
-    pub fn new(batches: Arc<Batches>) -> Self {
-        Self { batches }
-    }
-}
+pub struct Loaders;
 
 impl Policy for Loaders {
     fn execution_data(&self, data: &mut Data) {
-        data.insert(OperationBatches::new(Arc::clone(&self.batches)));
+        data.insert(OperationBatches::default());
     }
 }

@@ -10,6 +10,7 @@
 //!     .then(OperationTransport) a GET carries no mutation, plain HTTP no subscription
 //!     .then(Authorization)      who is calling, and may they run this kind of operation
 //!     .then(DatabaseGate)       no execution while the database is known to be down
+//!     .then(ReadRouting)        a query reads a standby that holds its client's writes
 //!     .then(Deadline)           execution within server.request_timeout_secs
 //!     .then(Loaders)            each operation's own batch loaders
 //!     .then(SubscriptionLimit)  operations at once on one WebSocket
@@ -58,6 +59,7 @@ pub mod deadline;
 pub mod documents;
 pub mod loaders;
 pub mod operation_transport;
+pub mod read_routing;
 pub mod telemetry;
 
 use std::{
@@ -78,7 +80,7 @@ use async_graphql::{
     futures_util::stream::BoxStream,
     parser::types::OperationType,
 };
-use axum::http::HeaderValue;
+use axum::http::{HeaderMap, HeaderValue, header};
 
 use crate::error::ErrorCode;
 use crate::graphql::document_analysis::selected_operation;
@@ -104,9 +106,30 @@ pub struct Origin {
     /// When an HTTP request must be answered, all its operations included; none over a
     /// WebSocket, where each operation has `server.request_timeout_secs` to itself.
     pub deadline: Option<tokio::time::Instant>,
+    /// The `X-Read-Your-Writes` header ([`read_routing`]).
+    pub read_your_writes: Option<HeaderValue>,
+    /// `X-Read-From: primary`.
+    pub read_from_primary: bool,
 }
 
 impl Origin {
+    /// The origin of an HTTP request with `headers`.
+    pub fn of_http(
+        transport: Transport,
+        headers: &HeaderMap,
+        deadline: tokio::time::Instant,
+    ) -> Self {
+        Self {
+            transport,
+            authorization: headers.get(header::AUTHORIZATION).cloned(),
+            deadline: Some(deadline),
+            read_your_writes: headers.get(read_routing::TOKEN_HEADER).cloned(),
+            read_from_primary: headers
+                .get(read_routing::READ_FROM_HEADER)
+                .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"primary")),
+        }
+    }
+
     /// The origin the transport attached to `request`, or, over a WebSocket, to its
     /// connection.
     fn of(ctx: &ExtensionContext<'_>, request: &Request) -> Option<Self> {

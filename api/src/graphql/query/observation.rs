@@ -1,7 +1,7 @@
 use async_graphql::{Context, Object, Result};
-use sea_orm::DatabaseConnection;
 
 use crate::auth::{Role, guard::RequireRole};
+use crate::database::standbys::ReadConnection;
 use crate::error::ApiError;
 use crate::graphql::limits::Limits;
 use crate::graphql::types::Filter;
@@ -34,7 +34,7 @@ impl ObservationQuery {
         let after = after
             .map(|cursor| cursor::decode_observation(&cursor, order))
             .transpose()?;
-        let db = ctx.data::<DatabaseConnection>()?;
+        let db = ctx.data::<ReadConnection>()?;
         let page = service::page(db, &criteria, order, after, first)
             .await
             .map_err(ApiError::from)?;

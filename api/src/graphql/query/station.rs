@@ -1,7 +1,7 @@
 use async_graphql::{Context, ID, Object, Result};
-use sea_orm::DatabaseConnection;
 
 use crate::auth::{Role, guard::RequireRole};
+use crate::database::standbys::ReadConnection;
 use crate::domain::{Latitude, Longitude, RadiusKm};
 use crate::error::ApiError;
 use crate::graphql::limits::Limits;
@@ -21,7 +21,7 @@ impl StationQuery {
     /// The station with this id, or null when there is none.
     async fn station(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Station>> {
         let id = parse_station_id(&id, "id")?;
-        let db = ctx.data::<DatabaseConnection>()?;
+        let db = ctx.data::<ReadConnection>()?;
         let row = service::find_by_id(db, id).await.map_err(ApiError::from)?;
         Ok(row.map(Station::from))
     }
@@ -43,7 +43,7 @@ impl StationQuery {
         let after = after
             .map(|cursor| cursor::decode(&cursor, ordering))
             .transpose()?;
-        let db = ctx.data::<DatabaseConnection>()?;
+        let db = ctx.data::<ReadConnection>()?;
         let page = service::page(db, &criteria, ordering, after.as_ref(), first)
             .await
             .map_err(ApiError::from)?;
@@ -69,7 +69,7 @@ impl StationQuery {
             .transpose()
             .map_err(at("radiusKm"))?;
         let first = page_size(first.unwrap_or(10), "first", ctx.data::<Limits>()?)?;
-        let db = ctx.data::<DatabaseConnection>()?;
+        let db = ctx.data::<ReadConnection>()?;
         let nearby = service::nearest(db, lat, lng, radius, first)
             .await
             .map_err(ApiError::from)?;

@@ -2,8 +2,8 @@
 //! of the schema shares it (<https://relay.dev/graphql/connections.htm#sec-undefined.PageInfo>).
 
 use async_graphql::{Context, Object, Result};
-use sea_orm::DatabaseConnection;
 
+use crate::database::standbys::ReadConnection;
 use crate::error::ApiError;
 use crate::service::observation::{
     self as observations, ObservationPosition, TimeOrder, TimeRange,
@@ -65,7 +65,7 @@ impl PageInfo {
         let Some(earlier) = &self.earlier else {
             return Ok(false);
         };
-        let db = ctx.data::<DatabaseConnection>()?;
+        let db = ctx.data::<ReadConnection>()?;
         let found = match earlier {
             EarlierRows::Stations {
                 criteria,

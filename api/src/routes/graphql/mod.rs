@@ -37,16 +37,11 @@ async fn answer_post(state: &AppState, request: Request) -> Result<Response, Rej
     let deadline = tokio::time::Instant::now() + state.limits.request_timeout;
     wire::refuse_token_in_url(request.uri().query())?;
     let media = Accept::from_headers(request.headers()).graphql()?;
-    let authorization = request.headers().get(header::AUTHORIZATION).cloned();
+    let origin = Origin::of_http(Transport::Post, request.headers(), deadline);
     let operations = read_body(state, request, deadline)
         .await
         .and_then(|body| wire::from_body(&body, state.limits.max_batch_size))
         .map_err(|rejection| rejection.in_media(media))?;
-    let origin = Origin {
-        transport: Transport::Post,
-        authorization,
-        deadline: Some(deadline),
-    };
     Ok(match operations {
         Operations::Single(request) => {
             respond::single(state.schema.execute(request.data(origin)).await, media)
@@ -87,13 +82,9 @@ async fn answer_get(state: &AppState, parts: &Parts) -> Result<Response, Rejecti
     let media = accept.graphql()?;
     let request = wire::from_query_string(parts.uri.query().unwrap_or_default())
         .map_err(|rejection| rejection.in_media(media))?;
-    let authorization = parts.headers.get(header::AUTHORIZATION).cloned();
-    let cache_control = cache_control(state, authorization.is_some());
-    let origin = Origin {
-        transport: Transport::Get,
-        authorization,
-        deadline: Some(tokio::time::Instant::now() + state.limits.request_timeout),
-    };
+    let deadline = tokio::time::Instant::now() + state.limits.request_timeout;
+    let origin = Origin::of_http(Transport::Get, &parts.headers, deadline);
+    let cache_control = cache_control(state, origin.authorization.is_some());
     let response = state.schema.execute(request.data(origin)).await;
     let cacheable = response.errors.is_empty();
     let mut answer = respond::single(response, media);

@@ -2,10 +2,10 @@
 //! (<https://relay.dev/graphql/connections.htm>), paging forward with `first` and `after`.
 
 use async_graphql::{Context, Object, Result};
-use sea_orm::DatabaseConnection;
 
 use super::Station;
 use super::edges::{StationEdge, StationEdges};
+use crate::database::standbys::ReadConnection;
 use crate::error::ApiError;
 use crate::graphql::types::cursor;
 use crate::graphql::types::page::{EarlierRows, PageInfo};
@@ -62,7 +62,7 @@ impl StationConnection {
     /// How many stations match the filter, on all pages together. Counted only when asked
     /// for: it costs a second query.
     async fn total_count(&self, ctx: &Context<'_>) -> Result<u64> {
-        let db = ctx.data::<DatabaseConnection>()?;
+        let db = ctx.data::<ReadConnection>()?;
         Ok(service::count(db, &self.criteria)
             .await
             .map_err(ApiError::from)?)
