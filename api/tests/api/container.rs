@@ -834,3 +834,164 @@ async fn the_dev_container_provisions_the_test_role_in_the_compose_database() {
         "as an ordinary role"
     );
 }
+
+#[test]
+fn the_replicas_profile_reads_a_streaming_standby_made_from_db() {
+    let env = dot_env();
+    let compose = compose();
+    let services = &compose["services"];
+    let standby = &services["db-standby"];
+    assert_eq!(standby["image"], services["db"]["image"], "the same server");
+    assert_eq!(standby["profiles"], serde_json::json!(["replicas"]));
+    assert_eq!(
+        standby["entrypoint"],
+        serde_json::json!(["/usr/local/bin/standby-init.sh"])
+    );
+    assert_eq!(
+        standby["command"],
+        serde_json::json!(["docker-entrypoint.sh", "postgres"]),
+        "after the copy, the image's own entrypoint starts the server"
+    );
+    assert!(
+        standby["volumes"]
+            .to_string()
+            .contains("./config/postgres/standby-init.sh:/usr/local/bin/standby-init.sh:ro")
+    );
+    assert!(
+        services["db"]["volumes"]
+            .to_string()
+            .contains("./config/postgres/initdb-replication.sh:/docker-entrypoint-initdb.d/"),
+        "the primary creates the replication role when its volume is initialised"
+    );
+    for service in ["db", "db-standby"] {
+        let environment = &services[service]["environment"];
+        assert_eq!(
+            environment["REPLICATION_USER"],
+            env["REPLICATION_USER"].as_str()
+        );
+        assert_eq!(
+            environment["REPLICATION_PASSWORD"],
+            env["REPLICATION_PASSWORD"].as_str()
+        );
+    }
+    let replica = &services["api-replica"];
+    let reads = Url::parse(text(
+        &replica["environment"]["APP__DATABASE__READ_URLS"],
+        "api-replica",
+    ))
+    .unwrap();
+    assert_eq!(reads.host_str(), Some("db-standby"));
+    assert_eq!(reads.username(), env["POSTGRES_USER"]);
+    assert_eq!(reads.password(), Some(env["POSTGRES_PASSWORD"].as_str()));
+    assert_eq!(reads.path(), format!("/{}", env["POSTGRES_DB"]));
+    assert_eq!(
+        replica["depends_on"]["db-standby"]["condition"],
+        "service_healthy"
+    );
+}
+
+/// The two scripts compose gives PostgreSQL, run as the image runs them, against a cluster set
+/// up as the image sets one up (`ScramCluster`): the primary's init script admits the
+/// replication role, and the standby's makes a copy that starts as a streaming standby.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standby_scripts_make_a_streaming_standby_of_the_compose_database() {
+    use crate::scram_cluster::{as_cluster_owner, check, owned_directory, run};
+    use sea_orm::sqlx::{self, Connection, PgConnection};
+
+    let env = dot_env();
+    let (user, password, name) = (
+        env["POSTGRES_USER"].clone(),
+        env["POSTGRES_PASSWORD"].clone(),
+        env["POSTGRES_DB"].clone(),
+    );
+    let primary = ScramCluster::start(&user, &password, &name).await;
+    let script = |name: &str| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../config/postgres")
+            .join(name)
+    };
+    let (primary, standby_directory) = tokio::task::spawn_blocking({
+        let env = env.clone();
+        move || {
+            // The standby connects from another container, which initdb's loopback replication
+            // rules do not admit: without them, only the script's rule can.
+            let hba = primary.directory().join("data/pg_hba.conf");
+            let rules = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+            let rules: String = rules
+                .lines()
+                .filter(|line| {
+                    !line
+                        .split_whitespace()
+                        .nth(1)
+                        .is_some_and(|db| db == "replication")
+                })
+                .map(|line| format!("{line}\n"))
+                .collect();
+            std::fs::write(&hba, rules).expect("write pg_hba.conf");
+            // As the image runs its init scripts: over the socket, as the superuser.
+            check(run(as_cluster_owner(Path::new("/bin/sh"))
+                .arg(script("initdb-replication.sh"))
+                .env("POSTGRES_USER", &user)
+                .env("POSTGRES_DB", &name)
+                .env("REPLICATION_USER", &env["REPLICATION_USER"])
+                .env("REPLICATION_PASSWORD", &env["REPLICATION_PASSWORD"])
+                .env("PGDATA", primary.directory().join("data"))
+                .env("PGHOST", primary.directory())
+                .env("PGPORT", primary.port.to_string())));
+            primary.reload();
+            let standby_directory = owned_directory("stations-compose-standby");
+            check(run(as_cluster_owner(Path::new("/bin/sh"))
+                .arg(script("standby-init.sh"))
+                .arg("true")
+                .env("REPLICATION_USER", &env["REPLICATION_USER"])
+                .env("REPLICATION_PASSWORD", &env["REPLICATION_PASSWORD"])
+                .env("PRIMARY_HOST", "127.0.0.1")
+                .env("PRIMARY_PORT", primary.port.to_string())
+                .env("PGDATA", standby_directory.join("data"))));
+            (primary, standby_directory)
+        }
+    })
+    .await
+    .expect("the scripts ran");
+    let standby =
+        tokio::task::spawn_blocking(move || ScramCluster::start_in(standby_directory, false))
+            .await
+            .expect("the standby starts");
+
+    let (user, password, name) = (
+        &env["POSTGRES_USER"],
+        &env["POSTGRES_PASSWORD"],
+        &env["POSTGRES_DB"],
+    );
+    let mut writer = PgConnection::connect(&primary.url(user, Some(password), name))
+        .await
+        .unwrap();
+    sqlx::raw_sql("CREATE TABLE replicated (n int); INSERT INTO replicated VALUES (42)")
+        .execute(&mut writer)
+        .await
+        .unwrap();
+    let mut reader = PgConnection::connect(&standby.url(user, Some(password), name))
+        .await
+        .expect("the standby admits the compose credentials");
+    let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        .fetch_one(&mut reader)
+        .await
+        .unwrap();
+    assert!(in_recovery, "a standby, not a second primary");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let found: Option<i32> = sqlx::query_scalar("SELECT n FROM replicated")
+            .fetch_optional(&mut reader)
+            .await
+            .ok()
+            .flatten();
+        if found == Some(42) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the write did not reach the standby within 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

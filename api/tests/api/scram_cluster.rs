@@ -139,18 +139,7 @@ impl ScramCluster {
     /// A streaming standby of this cluster, made as operators make one (`pg_basebackup -R`
     /// by `user`, the superuser, who may replicate), started on a free loopback port.
     pub fn start_standby(&self, user: &str, password: &str) -> Self {
-        let directory = std::env::temp_dir().join(format!(
-            "stations-standby-{}-{}",
-            std::process::id(),
-            rand_suffix()
-        ));
-        fs::create_dir_all(&directory).expect("create the standby's directory");
-        if running_as_root() {
-            check(run(Command::new("chown")
-                .arg("-R")
-                .arg("postgres:")
-                .arg(&directory)));
-        }
+        let directory = owned_directory("stations-standby");
         let mut backup = as_cluster_owner(&self.bin.join("pg_basebackup"));
         backup
             .arg("-D")
@@ -159,21 +148,42 @@ impl ScramCluster {
             .args(["-R", "-X", "stream", "--no-sync", "-c", "fast"])
             .env("PGPASSWORD", password);
         check(run(&mut backup));
+        Self::start_in(directory, self.tls_only)
+    }
+
+    /// Starts a server on the data `directory/data` holds (a copy made by pg_basebackup), on a
+    /// free loopback port; it is removed when dropped.
+    pub fn start_in(directory: PathBuf, tls_only: bool) -> Self {
         let port = free_port();
-        let standby = Self {
+        let cluster = Self {
             server_options: format!(
                 "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={} -c fsync=off",
                 directory.display()
             ),
             directory,
-            bin: self.bin.clone(),
+            bin: server_binaries(),
             port,
-            tls_only: self.tls_only,
+            tls_only,
         };
-        if let Err(log) = standby.try_start() {
-            panic!("the standby did not start:\n{log}");
+        if let Err(log) = cluster.try_start() {
+            panic!("the server did not start:\n{log}");
         }
-        standby
+        cluster
+    }
+
+    /// Where the cluster keeps its data and its socket.
+    pub fn directory(&self) -> &Path {
+        &self.directory
+    }
+
+    /// Makes the server read its configuration files again (`pg_hba.conf`).
+    pub fn reload(&self) {
+        let mut reload = as_cluster_owner(&self.bin.join("pg_ctl"));
+        reload
+            .arg("-D")
+            .arg(self.directory.join("data"))
+            .arg("reload");
+        check(run(&mut reload));
     }
 
     /// Starts the server again after [`stop_immediately`](Self::stop_immediately), on the
@@ -300,8 +310,22 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
+/// A new empty directory the cluster owner may write to, removed by the caller.
+pub fn owned_directory(prefix: &str) -> PathBuf {
+    let directory =
+        std::env::temp_dir().join(format!("{prefix}-{}-{}", std::process::id(), rand_suffix()));
+    fs::create_dir_all(&directory).expect("create a directory");
+    if running_as_root() {
+        check(run(Command::new("chown")
+            .arg("-R")
+            .arg("postgres:")
+            .arg(&directory)));
+    }
+    directory
+}
+
 /// `program`, run as the `postgres` account when we are root.
-fn as_cluster_owner(program: &Path) -> Command {
+pub fn as_cluster_owner(program: &Path) -> Command {
     if running_as_root() {
         let mut command = Command::new("runuser");
         command.args(["-u", "postgres", "--"]).arg(program);
@@ -311,13 +335,13 @@ fn as_cluster_owner(program: &Path) -> Command {
     }
 }
 
-fn run(command: &mut Command) -> Output {
+pub fn run(command: &mut Command) -> Output {
     command
         .output()
         .unwrap_or_else(|error| panic!("could not run {command:?}: {error}"))
 }
 
-fn check(output: Output) {
+pub fn check(output: Output) {
     assert!(
         output.status.success(),
         "{}\n{}",

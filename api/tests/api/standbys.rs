@@ -343,3 +343,27 @@ async fn doctor_explains_a_standby_it_cannot_sign_in_to() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_hear_changes_as_without_standbys() {
+    use crate::live::{LiveClient, TRANSPORT_WS, wait_until_subscribed};
+
+    let replicated = Replicated::start(|_| {}).await;
+    let mut client = LiveClient::connect(&replicated.app.address, TRANSPORT_WS, json!({}))
+        .await
+        .expect("connection_init accepted");
+    client
+        .subscribe(
+            "1",
+            "subscription { stationChanged { kind station { code } } }",
+            json!({}),
+        )
+        .await;
+    wait_until_subscribed(&[&replicated.app.address], 1).await;
+    replicated.create("HEARD").await;
+    let event = client.next_event("1", Duration::from_secs(5)).await;
+    assert_eq!(
+        event["data"]["stationChanged"]["station"]["code"], "HEARD",
+        "{event}"
+    );
+}
