@@ -919,12 +919,7 @@ async fn the_standby_scripts_make_a_streaming_standby_of_the_compose_database() 
             let rules = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
             let rules: String = rules
                 .lines()
-                .filter(|line| {
-                    !line
-                        .split_whitespace()
-                        .nth(1)
-                        .is_some_and(|db| db == "replication")
-                })
+                .filter(|line| line.split_whitespace().nth(1) != Some("replication"))
                 .map(|line| format!("{line}\n"))
                 .collect();
             std::fs::write(&hba, rules).expect("write pg_hba.conf");
