@@ -367,3 +367,32 @@ async fn subscribers_hear_changes_as_without_standbys() {
         "{event}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apollo_client_and_urql_read_their_own_writes_with_the_documented_link_and_exchange() {
+    let replicated = Replicated::start(|settings| {
+        settings.database.read_your_writes_wait_ms = 100;
+    })
+    .await;
+    let mut session = replicated.standby_session().await;
+    set_replay(&mut session, true).await;
+    let clients = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
+    crate::helpers::run_node_script(
+        clients.join("read-your-writes.mjs"),
+        vec![
+            "--url".into(),
+            format!("{}/graphql", replicated.app.address),
+        ],
+    )
+    .await;
+    let metrics = replicated.metrics().await;
+    assert_eq!(
+        counted(
+            &metrics,
+            "stations_db_read_fallbacks_total{reason=\"not_replayed\"}"
+        ),
+        2,
+        "each client's read of its write waited, then read the primary: {metrics}"
+    );
+    set_replay(&mut session, false).await;
+}
