@@ -130,13 +130,16 @@ mod tests {
 
     #[test]
     fn garbage_is_not_a_token() {
+        let token = position(7_715_685_387_542_063_250, 1, 0x5E39_6628).to_string();
+        let not_hex = format!("{}g", &token[1..]);
+        let not_ascii = format!("{}é", &token[2..]);
         for garbage in [
             "",
             "0/5E396628",
-            "zz15685387542063250000000010000000005e396628",
-            "6b1477a7e2b1b792000000010000000005e39662",
-            "6b1477a7e2b1b792000000010000000005e3966280",
-            "6b1477a7e2b1b79200000001000000005e39662é",
+            &token[1..],
+            &format!("{token}0"),
+            &not_hex,
+            &not_ascii,
         ] {
             assert_eq!(WalPosition::parse(garbage), Err(NotAToken), "{garbage}");
         }
