@@ -99,6 +99,9 @@ pub struct ServerSettings {
     pub host: String,
     /// 0 picks a free port (tests use it).
     pub port: u16,
+    /// After SIGTERM, how long the server keeps serving while `/health/ready` answers 503, so
+    /// that load balancers stop sending it requests before it stops accepting them.
+    pub shutdown_delay_secs: u64,
     /// How long in-flight requests may run on after SIGTERM before the server stops anyway.
     pub shutdown_timeout_secs: u64,
     /// A request still running after this long is answered with TIMEOUT.

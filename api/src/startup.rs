@@ -62,6 +62,8 @@ pub struct Application {
     port: u16,
     state: AppState,
     shutdown_timeout: Duration,
+    /// `server.shutdown_delay_secs`: how long to drain before the listener closes.
+    shutdown_delay: Duration,
     /// The hub the listener feeds, when subscriptions are on.
     live: Option<Arc<LiveHub>>,
     /// Tells WebSocket connections (and the metrics listener) that the server is stopping.
@@ -171,6 +173,7 @@ impl Application {
             )),
             authenticator,
             standbys,
+            draining: Arc::default(),
             readiness: Arc::default(),
         };
 
@@ -197,6 +200,7 @@ impl Application {
             port,
             state,
             shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
+            shutdown_delay: Duration::from_secs(settings.server.shutdown_delay_secs),
             live: settings.subscriptions.enabled.then_some(live),
             stopping,
             connection_limits: ConnectionLimits {
@@ -260,10 +264,22 @@ impl Application {
                 }
             }));
         }
+        let draining = Arc::clone(&self.state.draining);
+        let shutdown_delay = self.shutdown_delay;
         let server = connections::serve(self.listener, self.router, self.connection_limits, {
             let stopping = stopping.clone();
             async move {
                 stop.await;
+                if !shutdown_delay.is_zero() {
+                    // Still serving, but no longer ready: load balancers that probe readiness
+                    // stop sending requests here before the listener closes.
+                    draining.store(true, std::sync::atomic::Ordering::Relaxed);
+                    tracing::info!(
+                        delay_secs = shutdown_delay.as_secs(),
+                        "draining: /health/ready answers 503; serving on until the delay ends"
+                    );
+                    tokio::time::sleep(shutdown_delay).await;
+                }
                 tracing::info!("shutting down: no new connections, finishing requests in flight");
                 stopping.cancel();
             }

@@ -1,6 +1,9 @@
 //! What every HTTP handler can reach.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::{Arc, atomic::AtomicBool},
+    time::Instant,
+};
 
 use axum::http::StatusCode;
 use serde_json::Value;
@@ -36,6 +39,8 @@ pub struct AppState {
     pub authenticator: Arc<Authenticator>,
     /// The standbys queries may read from, for readiness.
     pub standbys: Arc<Standbys>,
+    /// Set when SIGTERM starts the drain (`server.shutdown_delay_secs`): readiness answers 503.
+    pub draining: Arc<AtomicBool>,
     /// The last readiness answer (`health::endpoints`), when it was made, and what it said;
     /// reused for a second.
     pub readiness: Arc<tokio::sync::Mutex<Option<(Instant, StatusCode, Value)>>>,

@@ -27,6 +27,14 @@ pub async fn live() -> Json<Value> {
 const READINESS_REUSE: Duration = Duration::from_secs(1);
 
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        return unavailable(
+            "the server is shutting down: it serves the requests it gets until \
+             server.shutdown_delay_secs ends"
+                .to_owned(),
+            "send requests to another replica",
+        );
+    }
     // Its lock also makes concurrent probes wait for the one check in flight instead of each
     // starting another.
     let mut last = state.readiness.lock().await;

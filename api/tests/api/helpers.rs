@@ -594,12 +594,22 @@ impl ServerProcess {
         self.child.id()
     }
 
-    /// Sends SIGTERM and waits for the process to exit; returns its status and reads the rest
-    /// of its log.
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
+    /// Sends SIGTERM, without waiting for the process to exit.
+    pub fn send_terminate(&self) {
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns its status and reads the rest
+    /// of its log.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.send_terminate();
+        self.wait()
+    }
+
+    /// Waits for the process to exit; returns its status and reads the rest of its log.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
         let status = self.child.wait().expect("wait for the server");
         while let Ok(line) = self
             .lines

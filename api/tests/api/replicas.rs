@@ -372,3 +372,100 @@ async fn a_subscription_made_before_the_replica_listens_is_told_to_resync_when_i
     wait_until_listening(&[&address]).await;
     drop(cluster);
 }
+
+/// A rolling restart behind nginx, as Kubernetes or compose performs one: each replica in turn
+/// gets SIGTERM, drains (`server.shutdown_delay_secs`: still serving, `/health/ready` 503),
+/// stops accepting, finishes what it holds and exits, then starts again on its port. nginx does
+/// not probe readiness: its `proxy_next_upstream` sends what a stopped replica refuses to the
+/// other. Not one request of a steady stream of reads and writes fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_behind_nginx_fails_no_request() {
+    let database = TestDatabase::migrated().await;
+    let ports = [free_port(), free_port()];
+    let environment = |port: u16| {
+        [
+            ("APP__SERVER__PORT", port.to_string()),
+            ("APP__SERVER__SHUTDOWN_DELAY_SECS", "1".to_owned()),
+        ]
+    };
+    let start = |port: u16| {
+        let environment = environment(port);
+        let environment: Vec<(&str, &str)> = environment
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
+        ServerProcess::start(&database.url, &environment)
+    };
+    let mut replicas = [start(ports[0]), start(ports[1])];
+    let nginx = Nginx::start(&ports);
+    let balanced = Nginx::address(nginx.balanced);
+
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = tokio::spawn({
+        let done = std::sync::Arc::clone(&done);
+        async move {
+            let client = reqwest::Client::new();
+            let (mut sent, mut failed) = (0, Vec::new());
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let body = if sent % 4 == 0 {
+                    json!({ "query": CREATE, "variables": { "code": format!("ROLL{sent}") } })
+                } else {
+                    json!({ "query": "{ stations(first: 5) { totalCount } }" })
+                };
+                sent += 1;
+                match client
+                    .post(format!("{balanced}/graphql"))
+                    .json(&body)
+                    .send()
+                    .await
+                {
+                    Ok(answer) if answer.status() == 200 => {
+                        let answer: serde_json::Value = answer.json().await.unwrap_or_default();
+                        if answer.get("errors").is_some() || answer["data"].is_null() {
+                            failed.push(answer.to_string());
+                        }
+                    }
+                    Ok(answer) => failed.push(format!("HTTP {}", answer.status())),
+                    Err(error) => failed.push(error.to_string()),
+                }
+            }
+            (sent, failed)
+        }
+    });
+
+    let client = reqwest::Client::new();
+    for index in 0..2 {
+        // As an orchestrator waits for a new replica to be ready before it stops the next one;
+        // nginx, which only learns passively, takes a replica that failed back after
+        // `fail_timeout` (2 s here).
+        tokio::time::sleep(SECOND * 3).await;
+        let (server, address) = &mut replicas[index];
+        server.send_terminate();
+        // Draining, once the signal is handled: it still answers, but says it is not ready.
+        let deadline = Instant::now() + SECOND / 2;
+        loop {
+            let ready = client
+                .get(format!("{address}/health/ready"))
+                .send()
+                .await
+                .expect("the draining replica still answers");
+            if ready.status() == 503 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "still ready 0.5 s after SIGTERM");
+            tokio::time::sleep(SECOND / 50).await;
+        }
+        let status = tokio::task::block_in_place(|| server.wait());
+        assert!(status.success(), "the replica exits cleanly: {status}");
+        replicas[index] = start(ports[index]);
+    }
+    tokio::time::sleep(SECOND).await;
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, failed) = load.await.expect("the load ran");
+    assert!(sent > 100, "only {sent} requests were sent");
+    assert!(
+        failed.is_empty(),
+        "{} of {sent} failed: {failed:?}",
+        failed.len()
+    );
+}
