@@ -14,6 +14,7 @@ mod http;
 mod ide;
 mod import;
 mod jwt;
+mod kubernetes;
 mod live;
 mod migrations;
 mod mutations;
