@@ -60,13 +60,16 @@ impl WalPosition {
     }
 
     /// The primary's current position, read on `primary`: after a commit returned, at or past
-    /// that commit.
+    /// that commit. The insert position, not the write position (`pg_current_wal_lsn()`): with
+    /// `synchronous_commit = off` a commit may return before its record is written, while it is
+    /// always inserted; any session of the primary sees it, so the pool's next connection will
+    /// do (one round trip after each mutation, measured by `bench/run standby`).
     pub async fn of_primary(primary: &impl ConnectionTrait) -> Result<Self, DbErr> {
         let row = primary
             .query_one_raw(Statement::from_string(
                 primary.get_database_backend(),
-                "SELECT (pg_current_wal_lsn() - '0/0')::bigint AS lsn,
-                        pg_walfile_name(pg_current_wal_lsn()) AS wal_file,
+                "SELECT (pg_current_wal_insert_lsn() - '0/0')::bigint AS lsn,
+                        pg_walfile_name(pg_current_wal_insert_lsn()) AS wal_file,
                         (SELECT system_identifier FROM pg_control_system()) AS system_identifier",
             ))
             .await?

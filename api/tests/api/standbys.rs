@@ -396,3 +396,37 @@ async fn apollo_client_and_urql_read_their_own_writes_with_the_documented_link_a
     );
     set_replay(&mut session, false).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x_read_from_primary_reads_the_primary_without_a_token() {
+    let replicated = Replicated::start(|_| {}).await;
+    let mut session = replicated.standby_session().await;
+    set_replay(&mut session, true).await;
+    replicated.create("FRESH").await;
+    // Without a token, the standby answers, without the write.
+    assert!(replicated.codes(json!({})).await.is_empty());
+    let response = replicated
+        .app
+        .client
+        .post(format!("{}/graphql", replicated.app.address))
+        .header("X-Read-From", "primary")
+        .json(&json!({ "query": CODES }))
+        .send()
+        .await
+        .expect("send the GraphQL request");
+    let body: Value = response.json().await.expect("a JSON answer");
+    assert_eq!(
+        body["data"]["stations"]["edges"][0]["node"]["code"], "FRESH",
+        "{body}"
+    );
+    let metrics = replicated.metrics().await;
+    assert_eq!(
+        counted(
+            &metrics,
+            "stations_db_read_fallbacks_total{reason=\"asked\"}"
+        ),
+        1,
+        "{metrics}"
+    );
+    set_replay(&mut session, false).await;
+}
