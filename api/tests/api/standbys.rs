@@ -134,8 +134,19 @@ impl Replicated {
             .expect("connect to the standby")
     }
 
-    fn standby_name(&self) -> String {
-        format!("127.0.0.1:{}/stations", self.standby.port)
+    /// Query operations that read the standby so far.
+    async fn standby_reads(&self) -> u64 {
+        let series = format!(
+            "stations_db_reads_total{{target=\"127.0.0.1:{}/stations\"}}",
+            self.standby.port
+        );
+        counted(&self.metrics().await, &series)
+    }
+
+    /// Reads that went to the primary for `reason` so far.
+    async fn fallbacks(&self, reason: &str) -> u64 {
+        let series = format!("stations_db_read_fallbacks_total{{reason=\"{reason}\"}}");
+        counted(&self.metrics().await, &series)
     }
 }
 
@@ -175,16 +186,12 @@ async fn set_replay(session: &mut PgConnection, paused: bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_read_the_standby_and_a_token_reads_the_write_it_names() {
     let replicated = Replicated::start(|_| {}).await;
-    let series = format!(
-        "stations_db_reads_total{{target=\"{}\"}}",
-        replicated.standby_name()
-    );
-    let before = counted(&replicated.metrics().await, &series);
+    let before = replicated.standby_reads().await;
     let token = replicated.create("RYW1").await;
     let codes = replicated.codes(json!({ "readYourWrites": token })).await;
     assert_eq!(codes, ["RYW1"]);
     assert!(
-        counted(&replicated.metrics().await, &series) > before,
+        replicated.standby_reads().await > before,
         "the query did not read the standby"
     );
     drop(replicated.primary);
@@ -202,22 +209,11 @@ async fn a_token_not_yet_replayed_waits_for_the_standby_then_reads_the_primary()
     // Replay stays paused: after the wait, the primary answers, with the write.
     let codes = replicated.codes(json!({ "readYourWrites": token })).await;
     assert_eq!(codes, ["LATE"]);
-    let metrics = replicated.metrics().await;
-    assert!(
-        counted(
-            &metrics,
-            "stations_db_read_fallbacks_total{reason=\"not_replayed\"}"
-        ) >= 1,
-        "{metrics}"
-    );
+    assert!(replicated.fallbacks("not_replayed").await >= 1);
 
     // Resumed while the query waits: the standby answers it, with the write.
     let token = replicated.create("SOON").await;
-    let series = format!(
-        "stations_db_reads_total{{target=\"{}\"}}",
-        replicated.standby_name()
-    );
-    let before = counted(&replicated.metrics().await, &series);
+    let before = replicated.standby_reads().await;
     let resume = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(100)).await;
         set_replay(&mut session, false).await;
@@ -225,7 +221,7 @@ async fn a_token_not_yet_replayed_waits_for_the_standby_then_reads_the_primary()
     });
     let codes = replicated.codes(json!({ "readYourWrites": token })).await;
     assert_eq!(codes, ["LATE", "SOON"]);
-    assert_eq!(counted(&replicated.metrics().await, &series), before + 1);
+    assert_eq!(replicated.standby_reads().await, before + 1);
     resume.await.expect("replay resumed");
 }
 
@@ -244,14 +240,7 @@ async fn a_lagging_standby_serves_no_queries_until_it_catches_up() {
     assert_eq!(body["status"], "degraded", "{body}");
     // Without a token, a query reads the primary, which has every row.
     assert_eq!(replicated.codes(json!({})).await.len(), 50);
-    let metrics = replicated.metrics().await;
-    assert!(
-        counted(
-            &metrics,
-            "stations_db_read_fallbacks_total{reason=\"no_usable_standby\"}"
-        ) >= 1,
-        "{metrics}"
-    );
+    assert!(replicated.fallbacks("no_usable_standby").await >= 1);
     set_replay(&mut session, false).await;
     let body = replicated.wait_for_standby_state("streaming").await;
     assert_eq!(body["status"], "ready", "{body}");
@@ -385,14 +374,10 @@ async fn apollo_client_and_urql_read_their_own_writes_with_the_documented_link_a
         ],
     )
     .await;
-    let metrics = replicated.metrics().await;
     assert_eq!(
-        counted(
-            &metrics,
-            "stations_db_read_fallbacks_total{reason=\"not_replayed\"}"
-        ),
+        replicated.fallbacks("not_replayed").await,
         2,
-        "each client's read of its write waited, then read the primary: {metrics}"
+        "each client's read of its write waited, then read the primary"
     );
     set_replay(&mut session, false).await;
 }

@@ -453,15 +453,21 @@ async fn a_bulk_import_is_announced_as_one_resync_not_row_by_row() {
     assert!(client.is_quiet_for(SECOND / 2).await, "one event, not 1441");
 }
 
-#[tokio::test]
-async fn a_subscribe_with_the_id_of_a_running_subscription_closes_with_4409() {
-    let app = spawn_app().await;
+/// A graphql-transport-ws client of `app` whose subscription "1" receives changes; its query.
+async fn subscribed_as_1(app: &TestApp) -> (LiveClient, &'static str) {
     let mut client = LiveClient::connect(&app.address, TRANSPORT_WS, json!({}))
         .await
         .expect("connection_init accepted");
     let query = "subscription { stationChanged { station { code } } }";
     client.subscribe("1", query, json!({})).await;
     wait_until_subscribed(&[&app.address], 1).await;
+    (client, query)
+}
+
+#[tokio::test]
+async fn a_subscribe_with_the_id_of_a_running_subscription_closes_with_4409() {
+    let app = spawn_app().await;
+    let (mut client, query) = subscribed_as_1(&app).await;
     // graphql-transport-ws: "Subscriber for <id> already exists", where async-graphql alone
     // would silently replace the running one.
     client.subscribe("1", query, json!({})).await;
@@ -475,12 +481,7 @@ async fn a_subscribe_with_the_id_of_a_running_subscription_closes_with_4409() {
 #[tokio::test]
 async fn an_id_the_client_completed_may_be_taken_again_at_once() {
     let app = spawn_app().await;
-    let mut client = LiveClient::connect(&app.address, TRANSPORT_WS, json!({}))
-        .await
-        .expect("connection_init accepted");
-    let query = "subscription { stationChanged { station { code } } }";
-    client.subscribe("1", query, json!({})).await;
-    wait_until_subscribed(&[&app.address], 1).await;
+    let (mut client, query) = subscribed_as_1(&app).await;
     // Completed and taken again before the protocol echoes the completion: the echo, which
     // comes after the new subscription started, must not free its id.
     client.send(json!({ "id": "1", "type": "complete" })).await;
