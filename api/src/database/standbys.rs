@@ -16,9 +16,9 @@
 //! go to a standby at all.
 //!
 //! A query that sends back a mutation's token ([`WalPosition`]) is served by a standby that
-//! has replayed that position. If none has, it asks them again every [`REPLAY_POLL`] (there
-//! is no `WAIT FOR LSN` in PostgreSQL 15 to 17) for up to `database.read_your_writes_wait_ms`,
-//! then reads from the primary.
+//! has replayed that position. If none has, it asks them at once and then after 1, 2, 4 and 8
+//! ms and every [`REPLAY_POLL`] (there is no `WAIT FOR LSN` in PostgreSQL 15 to 17) for up to
+//! `database.read_your_writes_wait_ms`, then reads from the primary.
 
 use std::{
     sync::{
@@ -38,7 +38,9 @@ use crate::configuration::{DatabaseSettings, redact_url};
 use crate::metrics::Metrics;
 use secrecy::ExposeSecret;
 
-/// How often a query waiting for its write to be replayed asks the standbys again.
+/// A query waiting for its write to be replayed asks the standbys at once, then again after
+/// `FIRST_REPLAY_POLL`, a pause that doubles up to `REPLAY_POLL`.
+pub const FIRST_REPLAY_POLL: Duration = Duration::from_millis(1);
 pub const REPLAY_POLL: Duration = Duration::from_millis(10);
 
 /// The longest a health check of one standby may take before it counts as down.
@@ -274,9 +276,12 @@ impl Standbys {
         if self.next_usable(0).is_none() {
             return self.fall_back(Fallback::NoUsableStandby);
         }
+        // Ask them now (the last check's positions are up to a check interval old), then
+        // again after a pause that doubles up to REPLAY_POLL: replay on a nearby standby
+        // takes about a millisecond, so most reads go without waiting a whole poll.
         let deadline = tokio::time::Instant::now() + self.read_your_writes_wait;
-        while tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(REPLAY_POLL).await;
+        let mut pause = FIRST_REPLAY_POLL;
+        loop {
             for standby in self.standbys.iter().filter(|standby| standby.is_usable()) {
                 if let Ok(Ok(status)) =
                     tokio::time::timeout(REPLAY_POLL, replay_status(&standby.pool)).await
@@ -289,6 +294,11 @@ impl Standbys {
             if let Some(standby) = self.next_usable(token.lsn) {
                 return self.on(standby);
             }
+            if tokio::time::Instant::now() + pause > deadline {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(REPLAY_POLL);
         }
         self.fall_back(Fallback::NotReplayed)
     }
