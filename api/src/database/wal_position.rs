@@ -60,17 +60,26 @@ impl WalPosition {
     }
 
     /// The primary's current position, read on `primary`: after a commit returned, at or past
-    /// that commit. The insert position, not the write position (`pg_current_wal_lsn()`): with
-    /// `synchronous_commit = off` a commit may return before its record is written, while it is
-    /// always inserted; any session of the primary sees it, so the pool's next connection will
-    /// do (one round trip after each mutation, measured by `bench/run standby`).
+    /// that commit. Any session of the primary will do, so the pool's next connection does (one
+    /// round trip after each mutation, measured by `bench/run standby`). The flush position:
+    /// a commit has been flushed before it returns, and standbys receive flushed WAL only, so a
+    /// position past it (the insert position, where later records may wait up to
+    /// `wal_writer_delay` to be flushed) would keep readers waiting for nothing; unless
+    /// `synchronous_commit` is off, where a commit returns before its flush and only the insert
+    /// position is sure to be past it.
     pub async fn of_primary(primary: &impl ConnectionTrait) -> Result<Self, DbErr> {
         let row = primary
             .query_one_raw(Statement::from_string(
                 primary.get_database_backend(),
-                "SELECT (pg_current_wal_insert_lsn() - '0/0')::bigint AS lsn,
-                        pg_walfile_name(pg_current_wal_insert_lsn()) AS wal_file,
-                        (SELECT system_identifier FROM pg_control_system()) AS system_identifier",
+                "WITH here AS (
+                     SELECT CASE current_setting('synchronous_commit')
+                                WHEN 'off' THEN pg_current_wal_insert_lsn()
+                                ELSE pg_current_wal_flush_lsn()
+                            END AS lsn
+                 )
+                 SELECT (lsn - '0/0')::bigint AS lsn, pg_walfile_name(lsn) AS wal_file,
+                        (SELECT system_identifier FROM pg_control_system()) AS system_identifier
+                 FROM here",
             ))
             .await?
             .ok_or_else(|| DbErr::RecordNotFound("the primary's WAL position".to_owned()))?;
