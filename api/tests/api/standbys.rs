@@ -415,3 +415,19 @@ async fn x_read_from_primary_reads_the_primary_without_a_token() {
     );
     set_replay(&mut session, false).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promoted_standby_serves_no_queries() {
+    let replicated = Replicated::start(|_| {}).await;
+    let mut session = replicated.standby_session().await;
+    sqlx::query("SELECT pg_promote()")
+        .execute(&mut session)
+        .await
+        .expect("promote the standby");
+    let body = replicated.wait_for_standby_state("promoted").await;
+    assert_eq!(body["status"], "degraded", "{body}");
+    // Written on the old primary only: a query that read the promoted copy would miss it.
+    replicated.create("AFTER").await;
+    assert_eq!(replicated.codes(json!({})).await, ["AFTER"]);
+    assert!(replicated.fallbacks("no_usable_standby").await >= 1);
+}
