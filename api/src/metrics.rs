@@ -286,13 +286,15 @@ impl Metrics {
         self.live_listening.set(i64::from(listening));
     }
 
-    /// A query operation reads from `target`: a standby's name, or "primary".
-    pub fn record_read(&self, target: &str) {
+    /// The counter of query operations that read from `target` (a standby's name, or
+    /// "primary"), to keep: a handle that shares its value, so that counting a read takes no
+    /// label lookup.
+    pub fn reads_of(&self, target: &str) -> Counter {
         self.reads
             .get_or_create(&TargetLabel {
                 target: target.to_owned(),
             })
-            .inc();
+            .clone()
     }
 
     pub fn record_read_fallback(&self, reason: &'static str) {

@@ -28,15 +28,16 @@ use std::{
     time::Duration,
 };
 
+use prometheus_client::metrics::counter::Counter;
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, DbErr, ExecResult, QueryResult, RuntimeErr,
     Statement, sqlx,
 };
+use secrecy::ExposeSecret;
 
 use super::wal_position::{Cluster, WalPosition};
 use crate::configuration::{DatabaseSettings, redact_url};
 use crate::metrics::Metrics;
-use secrecy::ExposeSecret;
 
 /// A query waiting for its write to be replayed asks the standbys at once, then again after
 /// `FIRST_REPLAY_POLL`, a pause that doubles up to `REPLAY_POLL`.
@@ -49,6 +50,8 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// The primary and the standbys that may serve queries.
 pub struct Standbys {
     primary: DatabaseConnection,
+    /// Query operations that read the primary (`stations_db_reads_total{target="primary"}`).
+    primary_reads: Counter,
     standbys: Vec<Arc<Standby>>,
     /// The next standby to offer a query, so that they take turns.
     turn: AtomicUsize,
@@ -65,6 +68,8 @@ pub struct Standby {
     /// `host:port/database`, for logs, metrics and `/health/ready` (never the password).
     pub name: String,
     pool: DatabaseConnection,
+    /// Query operations that read it.
+    reads: Counter,
     usable: AtomicBool,
     /// Bytes of WAL replayed, as last read.
     replayed: AtomicU64,
@@ -144,8 +149,10 @@ impl Standbys {
             .into_iter()
             .enumerate()
             .map(|(index, pool)| {
+                let name = standby_name(settings.read_urls[index].expose_secret());
                 Arc::new(Standby {
-                    name: standby_name(settings.read_urls[index].expose_secret()),
+                    reads: metrics.reads_of(&name),
+                    name,
                     pool,
                     usable: AtomicBool::new(false),
                     replayed: AtomicU64::new(0),
@@ -155,6 +162,7 @@ impl Standbys {
             .collect();
         Self {
             primary,
+            primary_reads: metrics.reads_of("primary"),
             standbys,
             turn: AtomicUsize::new(0),
             cluster: Mutex::new(None),
@@ -313,7 +321,7 @@ impl Standbys {
     }
 
     fn on(&self, standby: &Arc<Standby>) -> ReadConnection {
-        self.metrics.record_read(&standby.name);
+        standby.reads.inc();
         ReadConnection {
             primary: self.primary.clone(),
             standby: Some(StandbyRead {
@@ -324,7 +332,7 @@ impl Standbys {
     }
 
     fn fall_back(&self, reason: Fallback) -> ReadConnection {
-        self.metrics.record_read("primary");
+        self.primary_reads.inc();
         self.metrics.record_read_fallback(reason.label());
         ReadConnection::primary(self.primary.clone())
     }
