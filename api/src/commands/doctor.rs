@@ -16,6 +16,7 @@ use crate::database::{
     self,
     diagnosis::{FailureKind, explain},
     migrations, schema_drift,
+    standbys::replay_status,
     wal_position::WalPosition,
 };
 
@@ -348,20 +349,15 @@ async fn check_standbys(settings: &Settings) -> Result<String, (String, String)>
     let mut lags = Vec::new();
     for index in 0..database.read_urls.len() {
         let standby = database.standby(index);
-        let mut connection = database::probe(&standby)
+        // Tries one connection first, so that a failure comes with its explanation.
+        let pool = database::connect(&standby)
             .await
             .map_err(|error| (error.diagnosis.problem, error.diagnosis.remedy))?;
-        let status: Result<(bool, i64, i64), _> = sea_orm::sqlx::query_as(
-            "SELECT pg_is_in_recovery(),
-                    COALESCE((pg_last_wal_replay_lsn() - '0/0')::bigint, 0),
-                    (SELECT system_identifier FROM pg_control_system())",
-        )
-        .fetch_one(&mut connection)
-        .await;
-        let _ = sea_orm::sqlx::Connection::close(connection).await;
+        let status = replay_status(&pool).await;
+        let _ = pool.close().await;
         let name = &standby.url_source;
         match status {
-            Ok((false, _, _)) => {
+            Ok(status) if !status.in_recovery => {
                 return Err((
                     format!(
                         "{name} ({}) is not a standby: it is in no recovery (promoted, or the primary itself)",
@@ -370,9 +366,7 @@ async fn check_standbys(settings: &Settings) -> Result<String, (String, String)>
                     format!("point {name} at a streaming standby of database.url, or remove it"),
                 ));
             }
-            Ok((true, _, system_identifier))
-                if system_identifier as u64 != primary.cluster.system_identifier =>
-            {
+            Ok(status) if status.system_identifier != primary.cluster.system_identifier => {
                 return Err((
                     format!(
                         "{name} ({}) replays another cluster than database.url",
@@ -381,7 +375,7 @@ async fn check_standbys(settings: &Settings) -> Result<String, (String, String)>
                     format!("point {name} at a standby made from database.url (pg_basebackup -R)"),
                 ));
             }
-            Ok((true, replayed, _)) => lags.push(primary.lsn.saturating_sub(replayed as u64)),
+            Ok(status) => lags.push(primary.lsn.saturating_sub(status.replayed)),
             Err(_) => {
                 return Err((
                     format!("{name} did not answer the replay status query"),

@@ -206,9 +206,11 @@ impl Standbys {
             .await
             .ok()
             .and_then(Result::ok);
-        if let Some(primary) = primary
-            && let Ok(mut cluster) = self.cluster.lock()
-        {
+        // Without the primary's position no lag can be measured: keep what was known.
+        let Some(primary) = primary else {
+            return;
+        };
+        if let Ok(mut cluster) = self.cluster.lock() {
             if cluster.is_some_and(|known| known != primary.cluster) {
                 tracing::warn!(
                     timeline = primary.cluster.timeline,
@@ -219,11 +221,7 @@ impl Standbys {
             *cluster = Some(primary.cluster);
         }
         for standby in &self.standbys {
-            let state = match primary {
-                // Without the primary's position no lag can be measured: keep what was known.
-                None => continue,
-                Some(primary) => self.check_standby(standby, primary).await,
-            };
+            let state = self.check_standby(standby, primary).await;
             standby.settle(state, &self.metrics);
         }
     }
@@ -419,13 +417,14 @@ impl Standby {
 }
 
 /// What a standby says of its replay.
-struct ReplayStatus {
-    in_recovery: bool,
-    replayed: u64,
-    system_identifier: u64,
+pub struct ReplayStatus {
+    pub in_recovery: bool,
+    /// Bytes of WAL replayed; 0 outside recovery.
+    pub replayed: u64,
+    pub system_identifier: u64,
 }
 
-async fn replay_status(standby: &DatabaseConnection) -> Result<ReplayStatus, DbErr> {
+pub async fn replay_status(standby: &DatabaseConnection) -> Result<ReplayStatus, DbErr> {
     let row = standby
         .query_one_raw(Statement::from_string(
             DbBackend::Postgres,

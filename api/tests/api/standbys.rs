@@ -127,6 +127,13 @@ impl Replicated {
             .expect("the metrics page")
     }
 
+    /// A superuser's session on the standby, its replay paused until it resumes it.
+    async fn pause_replay(&self) -> PgConnection {
+        let mut session = self.standby_session().await;
+        set_replay(&mut session, true).await;
+        session
+    }
+
     /// A superuser's connection to the standby, to pause and resume its replay.
     async fn standby_session(&self) -> PgConnection {
         PgConnection::connect(&self.standby.url(USER, Some(PASSWORD), "stations"))
@@ -203,8 +210,7 @@ async fn a_token_not_yet_replayed_waits_for_the_standby_then_reads_the_primary()
         settings.database.read_your_writes_wait_ms = 1_000;
     })
     .await;
-    let mut session = replicated.standby_session().await;
-    set_replay(&mut session, true).await;
+    let mut session = replicated.pause_replay().await;
     let token = replicated.create("LATE").await;
     // Replay stays paused: after the wait, the primary answers, with the write.
     let codes = replicated.codes(json!({ "readYourWrites": token })).await;
@@ -231,8 +237,7 @@ async fn a_lagging_standby_serves_no_queries_until_it_catches_up() {
         settings.database.max_standby_lag_bytes = 4096;
     })
     .await;
-    let mut session = replicated.standby_session().await;
-    set_replay(&mut session, true).await;
+    let mut session = replicated.pause_replay().await;
     for index in 0..50 {
         replicated.create(&format!("LAG{index}")).await;
     }
@@ -363,8 +368,7 @@ async fn apollo_client_and_urql_read_their_own_writes_with_the_documented_link_a
         settings.database.read_your_writes_wait_ms = 100;
     })
     .await;
-    let mut session = replicated.standby_session().await;
-    set_replay(&mut session, true).await;
+    let mut session = replicated.pause_replay().await;
     let clients = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
     crate::helpers::run_node_script(
         clients.join("read-your-writes.mjs"),
@@ -385,8 +389,7 @@ async fn apollo_client_and_urql_read_their_own_writes_with_the_documented_link_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn x_read_from_primary_reads_the_primary_without_a_token() {
     let replicated = Replicated::start(|_| {}).await;
-    let mut session = replicated.standby_session().await;
-    set_replay(&mut session, true).await;
+    let mut session = replicated.pause_replay().await;
     replicated.create("FRESH").await;
     // Without a token, the standby answers, without the write.
     assert!(replicated.codes(json!({})).await.is_empty());
@@ -404,15 +407,7 @@ async fn x_read_from_primary_reads_the_primary_without_a_token() {
         body["data"]["stations"]["edges"][0]["node"]["code"], "FRESH",
         "{body}"
     );
-    let metrics = replicated.metrics().await;
-    assert_eq!(
-        counted(
-            &metrics,
-            "stations_db_read_fallbacks_total{reason=\"asked\"}"
-        ),
-        1,
-        "{metrics}"
-    );
+    assert_eq!(replicated.fallbacks("asked").await, 1);
     set_replay(&mut session, false).await;
 }
 

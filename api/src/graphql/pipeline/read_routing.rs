@@ -43,19 +43,17 @@ impl Policy for ReadRouting {
         }
         let origin = preparing.origin.as_ref();
         let primary_asked = origin.is_some_and(|origin| origin.read_from_primary);
+        // The request's own extension first, then the header; null is no token.
         let token = match preparing.request.extensions.get(TOKEN_EXTENSION) {
-            Some(Value::Null) | None => {
-                match origin.and_then(|origin| origin.read_your_writes.as_ref()) {
-                    Some(header) => Some(parse(
-                        header.to_str().unwrap_or_default(),
-                        "X-Read-Your-Writes",
-                    )?),
-                    None => None,
-                }
-            }
-            Some(Value::String(token)) => Some(parse(token, "extensions.readYourWrites")?),
-            Some(_) => Some(parse("", "extensions.readYourWrites")?),
+            Some(Value::String(token)) => Some((token.as_str(), "extensions.readYourWrites")),
+            Some(Value::Null) | None => origin
+                .and_then(|origin| origin.read_your_writes.as_ref())
+                .map(|header| (header.to_str().unwrap_or_default(), "X-Read-Your-Writes")),
+            Some(_) => Some(("", "extensions.readYourWrites")),
         };
+        let token = token
+            .map(|(token, field)| parse(token, field))
+            .transpose()?;
         let reads = self.standbys.for_query(token, primary_asked).await;
         preparing.request.data.insert(reads);
         Ok(())
