@@ -1,11 +1,13 @@
 //! The command line: `stations-api [serve | migrate … | schema | doctor | import … | export |
-//! healthcheck | token new | db create]`, and what each command does, a file per command.
+//! rollups … | healthcheck | token new | db create]`, and what each command does, a file per
+//! command.
 
 pub mod doctor;
 pub mod export;
 pub mod healthcheck;
 pub mod import;
 pub mod migrate;
+pub mod rollups;
 pub mod serve;
 
 use std::process::ExitCode;
@@ -85,6 +87,11 @@ pub enum Command {
         #[arg(long)]
         spreadsheet_safe: bool,
         file: Option<PathBuf>,
+    },
+    /// Check the hourly rollup of observations against the raw rows, or fill it again.
+    Rollups {
+        #[command(subcommand)]
+        action: rollups::RollupsAction,
     },
     /// Bearer tokens for mutations.
     Token {
@@ -171,6 +178,7 @@ pub async fn run(cli: Cli) -> Result<String, Failure> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve::run().await.map(|()| String::new()),
         Command::Migrate { action } => migrate::run(action).await,
+        Command::Rollups { action } => rollups::run(action).await,
         Command::Schema => Ok(graphql::sdl()),
         Command::Healthcheck { url } => healthcheck::command(url).await,
         Command::Doctor { json } => doctor::command(json).await,

@@ -3,4 +3,6 @@
 
 pub mod observation;
 pub mod page;
+pub mod rollup;
+mod sql;
 pub mod station;

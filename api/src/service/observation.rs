@@ -9,9 +9,10 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use entity::observation;
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, FromQueryResult, QueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, QueryResult};
 
 use super::page::Page;
+use super::sql::Sql;
 use crate::database;
 use crate::domain::{Measure, NewObservation};
 use crate::service::station::BoundingBox;
@@ -131,38 +132,6 @@ pub enum RecordError {
     UnknownStation { index: usize, station_id: i32 },
     #[error(transparent)]
     Database(#[from] DbErr),
-}
-
-/// Builds a statement, numbering each value `$n` in the order given.
-struct Sql {
-    text: String,
-    values: Vec<Value>,
-}
-
-impl Sql {
-    fn new(text: &str) -> Self {
-        Self {
-            text: text.to_owned(),
-            values: Vec::new(),
-        }
-    }
-
-    /// Appends `text`, in which `?` stands for `value`.
-    fn push(&mut self, text: &str, value: impl Into<Value>) -> &mut Self {
-        self.values.push(value.into());
-        self.text
-            .push_str(&text.replace('?', &format!("${}", self.values.len())));
-        self
-    }
-
-    fn text(&mut self, text: &str) -> &mut Self {
-        self.text.push_str(text);
-        self
-    }
-
-    fn build(self) -> Statement {
-        Statement::from_sql_and_values(DbBackend::Postgres, self.text, self.values)
-    }
 }
 
 fn push_range(sql: &mut Sql, range: TimeRange) {

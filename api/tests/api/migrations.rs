@@ -30,6 +30,9 @@ async fn schema_snapshot(db: &DatabaseConnection) -> Vec<String> {
         WHERE sequence_schema = 'public'
         UNION ALL
         SELECT 'extension ' || extname FROM pg_extension
+        UNION ALL
+        SELECT 'view ' || table_name || ' ' || view_definition FROM information_schema.views
+        WHERE table_schema = 'public'
         ORDER BY 1";
     db.query_all_raw(Statement::from_string(db.get_database_backend(), sql))
         .await
@@ -75,6 +78,13 @@ async fn each_migration_is_undone_exactly_by_its_down_with_rows_present() {
             )
             .await
             .unwrap();
+        }
+        if migration_names()[step - 1].ends_with("create_observations_hourly") {
+            // The observations stored before the rollup existed were counted into it.
+            assert_eq!(
+                scalar(&db, "SELECT sum(count)::text FROM observations_hourly").await,
+                "2"
+            );
         }
         snapshots.push(schema_snapshot(&db).await);
     }
