@@ -198,6 +198,10 @@ pub struct GraphqlSettings {
     pub max_batch_size: usize,
     /// The most rows one mutation may write (`createStations`, `recordObservations`).
     pub max_rows_per_mutation: usize,
+    /// The most points (stations × buckets) one `observationSeries` may return.
+    pub max_series_points: usize,
+    /// The most stations one `observationSeries` may cover.
+    pub max_series_stations: usize,
     /// Parsed documents kept by the hash of their text, which is also the store of automatic
     /// persisted queries: at most this many...
     pub document_store_entries: usize,
@@ -433,6 +437,14 @@ impl Settings {
                 database.standby_check_interval_ms,
             ),
             ("server.max_connections", server.max_connections as u64),
+            (
+                "graphql.max_series_points",
+                self.graphql.max_series_points as u64,
+            ),
+            (
+                "graphql.max_series_stations",
+                self.graphql.max_series_stations as u64,
+            ),
             (
                 "server.header_read_timeout_secs",
                 server.header_read_timeout_secs,

@@ -14,6 +14,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub max_batch_size: usize,
     pub max_rows_per_mutation: usize,
+    pub max_series_points: usize,
+    pub max_series_stations: usize,
     /// How long caches may keep a successful answer to a GET; 0: not at all.
     pub get_max_age_secs: u64,
     pub request_timeout: Duration,
@@ -27,6 +29,8 @@ impl Limits {
             max_body_bytes: server.max_body_bytes,
             max_batch_size: graphql.max_batch_size,
             max_rows_per_mutation: graphql.max_rows_per_mutation,
+            max_series_points: graphql.max_series_points,
+            max_series_stations: graphql.max_series_stations,
             get_max_age_secs: graphql.get_max_age_secs,
             request_timeout: Duration::from_secs(server.request_timeout_secs),
             body_read_timeout: Duration::from_secs(server.body_read_timeout_secs),

@@ -4,5 +4,6 @@
 pub mod observation;
 pub mod page;
 pub mod rollup;
+pub mod series;
 mod sql;
 pub mod station;

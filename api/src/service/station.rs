@@ -17,6 +17,7 @@ use sea_orm::{
 };
 
 use super::page::Page;
+use super::sql::Sql;
 use crate::database;
 use crate::domain::{
     DegreeBox, EARTH_RADIUS_KM, Latitude, Longitude, NewStation, RadiusKm, StationChanges,
@@ -191,6 +192,44 @@ pub async fn page(
         .all(db)
         .await?;
     Ok(Page::from_one_extra(rows, first))
+}
+
+/// The ids of the stations matching `criteria`, in id order, at most `limit` of them.
+#[tracing::instrument(level = "debug", skip(db))]
+pub async fn matching_ids(
+    db: &impl ConnectionTrait,
+    criteria: &StationCriteria,
+    limit: u64,
+) -> Result<Vec<i32>, DbErr> {
+    Station::find()
+        .select_only()
+        .column(Column::Id)
+        .filter(criteria_condition(criteria))
+        .order_by_asc(Column::Id)
+        .limit(limit)
+        .into_tuple()
+        .all(db)
+        .await
+}
+
+/// `(id, code)` of the stations among `ids` that exist, or whose code is among `codes`.
+#[tracing::instrument(level = "debug", skip(db, ids, codes))]
+pub async fn ids_and_codes(
+    db: &impl ConnectionTrait,
+    ids: &[i32],
+    codes: &[String],
+) -> Result<Vec<(i32, String)>, DbErr> {
+    // Arrays, not IN lists: one statement text whatever the number, prepared once.
+    let mut sql = Sql::new("");
+    sql.push(
+        "SELECT id, code FROM stations WHERE id = ANY(?::integer[])",
+        ids.to_vec(),
+    )
+    .push(" OR code = ANY(?::text[])", codes.to_vec());
+    let rows = db.query_all_raw(sql.build()).await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get("", "id")?, row.try_get("", "code")?)))
+        .collect()
 }
 
 /// How many rows match `criteria`, on all pages together.

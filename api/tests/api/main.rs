@@ -28,5 +28,6 @@ mod queries;
 mod replicas;
 mod round_trips;
 mod scram_cluster;
+mod series;
 mod standbys;
 mod subscriptions;

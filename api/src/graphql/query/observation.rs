@@ -1,16 +1,23 @@
 use async_graphql::{Context, Object, Result};
+use chrono::{DateTime, Utc};
 
 use crate::auth::{Role, guard::RequireRole};
 use crate::database::standbys::ReadConnection;
 use crate::error::ApiError;
 use crate::graphql::limits::Limits;
 use crate::graphql::types::Filter;
+use crate::graphql::types::column::Column;
 use crate::graphql::types::cursor;
+use crate::graphql::types::observation::series::{
+    EmptyBuckets, ObservationSeries, SeriesBucket, StationSelection, check_points,
+    check_range_and_zone, series_complexity,
+};
 use crate::graphql::types::observation::{
     ObservationConnection, ObservationFilter, ObservationOrder,
 };
 use crate::graphql::types::station::list::page_size;
 use crate::service::observation::{self as service, TimeOrder};
+use crate::service::series::{self, SeriesRequest, TimeZones};
 
 #[derive(Default)]
 pub struct ObservationQuery;
@@ -45,5 +52,83 @@ impl ObservationQuery {
             criteria.station_ids,
             criteria.range,
         ))
+    }
+
+    /// Observations as time series: per station (or for all of them together, with
+    /// `combine`) and per bucket of the range, the number of observations and, per measure,
+    /// count, min, max and avg, and the precipitation total. Each list holds one value per
+    /// bucket, ready for a chart. Buckets of a day or longer follow `timeZone`'s calendar
+    /// (days of 23 or 25 hours when clocks change; weeks start on Monday).
+    #[graphql(
+        complexity = "series_complexity(&stations, since, until, bucket, combine.unwrap_or_default(), child_complexity)"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    async fn observation_series(
+        &self,
+        ctx: &Context<'_>,
+        stations: StationSelection,
+        #[graphql(desc = "The first instant counted.")] since: DateTime<Utc>,
+        #[graphql(desc = "The first instant not counted.")] until: DateTime<Utc>,
+        bucket: SeriesBucket,
+        #[graphql(
+            default_with = "Some(\"UTC\".to_owned())",
+            desc = "An IANA zone (Europe/Paris) for DAY, WEEK and MONTH buckets."
+        )]
+        time_zone: Option<String>,
+        #[graphql(default_with = "Some(EmptyBuckets::Omit)")] empty_buckets: Option<EmptyBuckets>,
+        #[graphql(
+            default_with = "Some(false)",
+            desc = "One series for all the stations together."
+        )]
+        combine: Option<bool>,
+    ) -> Result<ObservationSeries> {
+        // Nullable with defaults, so that an unset variable may be passed for any of them.
+        let time_zone = time_zone.unwrap_or_else(|| "UTC".to_owned());
+        let empty_buckets = empty_buckets.unwrap_or_default();
+        let combine = combine.unwrap_or_default();
+        check_range_and_zone(since, until, bucket, &time_zone)?;
+        let limits = ctx.data::<Limits>()?;
+        let db = ctx.data::<ReadConnection>()?;
+        if !TimeZones::knows(db, &time_zone)
+            .await
+            .map_err(ApiError::from)?
+        {
+            return Err(ApiError::bad_input(
+                "timeZone",
+                format!(
+                    "must name a zone of the IANA time zone database, such as Europe/Paris or \
+                     America/New_York (got {time_zone:?})"
+                ),
+            )
+            .into());
+        }
+        let station_ids = stations.resolve(db, limits, "stations").await?;
+        let request = SeriesRequest {
+            station_ids,
+            since,
+            until,
+            width: bucket.into(),
+            zone: time_zone.clone(),
+            gaps: empty_buckets.into(),
+            combined: combine,
+        };
+        let bucket_starts = series::bucket_starts(db, &request)
+            .await
+            .map_err(ApiError::from)?;
+        check_points(
+            request.station_ids.len(),
+            bucket_starts.len(),
+            combine,
+            limits,
+        )?;
+        let computed = series::series(db, &request, bucket_starts)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(ObservationSeries {
+            bucket,
+            time_zone,
+            bucket_starts: Column(computed.bucket_starts),
+            series: computed.series.into_iter().map(Into::into).collect(),
+        })
     }
 }

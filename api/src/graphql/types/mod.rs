@@ -4,6 +4,7 @@
 
 use crate::error::ApiError;
 
+pub mod column;
 pub mod cursor;
 pub mod live;
 pub mod observation;

@@ -1,5 +1,7 @@
 //! `Observation`, the lists of them, their summary, and the inputs that record and filter them.
 
+pub mod series;
+
 use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 
