@@ -1,3 +1,4 @@
+use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
 use crate::helpers::{assert_no_errors, error_code, error_field, error_message, spawn_app};
@@ -119,6 +120,67 @@ async fn name_contains_ignores_case_and_matches_wildcards_literally() {
         )
         .await;
     assert_eq!(codes(&underscore), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn name_contains_reads_the_trigram_index_and_matches_what_a_scan_matches() {
+    let app = spawn_app().await;
+    // Enough stations, with long names, that reading them all costs more than the index (at
+    // 20,000 PostgreSQL still prefers to read them all).
+    app.execute_sql(
+        "INSERT INTO stations (code, name, lat, lng)
+         SELECT 'T' || g, (ARRAY['Lisbon', 'Tokyo', 'Nairobi', 'Quito'])[g % 4 + 1] || ' '
+                || md5(g::text) || ' ' || g % 1000, 0, 0
+         FROM generate_series(1, 100000) g;
+         ANALYZE stations",
+    )
+    .await;
+    let plan: Vec<String> = app
+        .db
+        .query_all_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "EXPLAIN SELECT id FROM stations WHERE name ILIKE $1 ORDER BY id LIMIT 51",
+            ["%c4ca42%".into()],
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.try_get_by_index::<String>(0).unwrap())
+        .collect();
+    assert!(
+        plan.iter()
+            .any(|line| line.contains("stations_name_trgm_idx")),
+        "{plan:#?}"
+    );
+
+    // The same stations as a substring search over every name, for terms with trigrams, and
+    // for terms too short to have any (PostgreSQL then reads the table).
+    for term in ["c4ca42", "KYO 1", "a8", "q", "Lisbon 0"] {
+        let expected: i64 = app
+            .db
+            .query_one_raw(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DbBackend::Postgres,
+                "SELECT count(*) FROM stations WHERE strpos(lower(name), lower($1)) > 0",
+                [term.into()],
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get_by_index(0)
+            .unwrap();
+        let body = app
+            .graphql(
+                STATIONS_MATCHING,
+                json!({ "filter": { "nameContains": term } }),
+            )
+            .await;
+        assert_no_errors(&body);
+        assert_eq!(
+            body["data"]["stations"]["totalCount"],
+            json!(expected),
+            "{term}"
+        );
+    }
 }
 
 #[tokio::test]
