@@ -36,6 +36,16 @@ impl Measure {
         }
     }
 
+    /// Its field in the GraphQL schema.
+    pub fn graphql_name(self) -> &'static str {
+        match self {
+            Self::TemperatureC => "temperatureC",
+            Self::PressureHpa => "pressureHpa",
+            Self::HumidityPct => "humidityPct",
+            Self::PrecipitationMm => "precipitationMm",
+        }
+    }
+
     /// The bounds the database's CHECK constraints enforce too.
     pub fn range(self) -> (f64, f64, &'static str) {
         match self {

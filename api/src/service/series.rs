@@ -20,7 +20,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use sea_orm::{ConnectionTrait, DbErr, QueryResult};
+use sea_orm::{ConnectionTrait, DbErr, QueryResult, Statement};
 use tokio::sync::OnceCell;
 
 use super::observation::MeasureStats;
@@ -109,6 +109,8 @@ pub struct SeriesRequest {
     pub gaps: Gaps,
     /// One series for all the stations together, instead of one per station.
     pub combined: bool,
+    /// The measures to aggregate, in the order of `Measure::ALL`; the others stay empty.
+    pub measures: Vec<Measure>,
 }
 
 /// The aggregates of one bucket.
@@ -177,171 +179,218 @@ pub async fn series(
     request: &SeriesRequest,
     bucket_starts: Vec<DateTime<Utc>>,
 ) -> Result<Series, DbErr> {
-    let (rows, source) = if request.station_ids.is_empty() || bucket_starts.is_empty() {
-        (Vec::new(), Source::RawRows)
+    let plan = Plan::of(request, &bucket_starts);
+    let rows = if request.station_ids.is_empty() || bucket_starts.is_empty() {
+        Vec::new()
     } else {
-        aggregate(db, request, &bucket_starts).await?
+        db.query_all_raw(plan.statement(request, &bucket_starts))
+            .await?
     };
-    let mut by_station: HashMap<Option<i32>, Vec<Point>> = HashMap::new();
+    // One slot per series and bucket, whatever order the rows come in.
+    let series_count = if request.combined {
+        1
+    } else {
+        request.station_ids.len()
+    };
+    let position: HashMap<i32, usize> = request
+        .station_ids
+        .iter()
+        .enumerate()
+        .map(|(index, id)| (*id, index))
+        .collect();
+    let mut slots: Vec<Vec<Option<Point>>> = vec![vec![None; bucket_starts.len()]; series_count];
     for row in &rows {
-        let station_id: Option<i32> = if request.combined {
-            None
+        let series = if request.combined {
+            0
         } else {
-            Some(row.try_get("", "station_id")?)
+            let station_id: i32 = row.try_get_by_index(0)?;
+            position[&station_id]
         };
-        let bucket: i32 = row.try_get("", "bucket")?;
-        let mut point = read_point(row)?;
-        point.start = bucket_starts[bucket as usize - 1];
-        by_station.entry(station_id).or_default().push(point);
+        let bucket = match plan.rows {
+            RowsAre::Buckets => row.try_get_by_index::<i32>(1)? as usize - 1,
+            RowsAre::Hours => {
+                let hour: DateTime<Utc> = row.try_get_by_index(1)?;
+                bucket_starts.partition_point(|start| *start <= hour) - 1
+            }
+        };
+        let mut point = read_point(row, &request.measures)?;
+        point.start = bucket_starts[bucket];
+        slots[series][bucket] = Some(point);
     }
-    let keys: Vec<Option<i32>> = if request.combined {
-        vec![None]
-    } else {
-        request.station_ids.iter().copied().map(Some).collect()
-    };
-    let series = keys
+    let series = slots
         .into_iter()
-        .map(|station_id| {
-            let points = by_station.remove(&station_id).unwrap_or_default();
-            let points = match request.gaps {
-                Gaps::Omit => points,
-                Gaps::Null => with_empty_buckets(points, &bucket_starts),
-            };
-            StationSeries { station_id, points }
+        .enumerate()
+        .map(|(index, slots)| {
+            let points = slots
+                .into_iter()
+                .zip(&bucket_starts)
+                .filter_map(|(point, &start)| match (point, request.gaps) {
+                    (Some(point), _) => Some(point),
+                    (None, Gaps::Omit) => None,
+                    (None, Gaps::Null) => Some(Point {
+                        start,
+                        ..Point::default()
+                    }),
+                })
+                .collect();
+            StationSeries {
+                station_id: (!request.combined).then(|| request.station_ids[index]),
+                points,
+            }
         })
         .collect();
     Ok(Series {
         bucket_starts,
         series,
-        source,
+        source: plan.source,
     })
 }
 
-/// `points` (in bucket order) with an empty point for every bucket that has none.
-fn with_empty_buckets(points: Vec<Point>, bucket_starts: &[DateTime<Utc>]) -> Vec<Point> {
-    let mut points = points.into_iter().peekable();
-    bucket_starts
-        .iter()
-        .map(
-            |&start| match points.next_if(|point| point.start == start) {
-                Some(point) => point,
-                None => Point {
-                    start,
-                    ..Point::default()
-                },
-            },
-        )
-        .collect()
+/// What a row of the statement stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RowsAre {
+    /// Column 1 is the bucket's number, from 1.
+    Buckets,
+    /// Column 1 is the start of a UTC hour, which lies in one bucket.
+    Hours,
 }
 
-/// Whether every bucket boundary inside the range falls on a whole UTC hour, so that each
-/// hour of the rollup lies in exactly one bucket.
-fn whole_hours(width: BucketWidth, bucket_starts: &[DateTime<Utc>]) -> bool {
-    width != BucketWidth::FifteenMinutes
-        && bucket_starts
-            .iter()
-            .skip(1)
-            .all(|start| start.timestamp().rem_euclid(3600) == 0)
+/// How a request is answered.
+struct Plan {
+    source: Source,
+    rows: RowsAre,
+    /// The first whole UTC hour of the range, and the end of its last.
+    whole_hours: (DateTime<Utc>, DateTime<Utc>),
 }
 
-/// The rows of the aggregate statement: `[station_id,] bucket, count`, and per measure
-/// `<m>_count`, `<m>_sum`, `<m>_min`, `<m>_max`.
-async fn aggregate(
-    db: &impl ConnectionTrait,
-    request: &SeriesRequest,
-    bucket_starts: &[DateTime<Utc>],
-) -> Result<(Vec<QueryResult>, Source), DbErr> {
-    let hour = Duration::hours(1);
-    // The rollup serves the whole hours of the range; raw rows the partial ones at its ends.
-    let first_whole_hour = ceil_hour(request.since);
-    let last_whole_hour = request.until.duration_trunc(hour).unwrap_or(request.until);
-    let source = if whole_hours(request.width, bucket_starts) && first_whole_hour < last_whole_hour
-    {
-        Source::HourlyRollup
-    } else {
-        Source::RawRows
-    };
-    // The buckets' thresholds: the first starts at `since` (a partial bucket counts only what
-    // is in the range), the last ends at `until`.
-    let mut thresholds: Vec<DateTime<Utc>> = Vec::with_capacity(bucket_starts.len() + 1);
-    thresholds.push(request.since);
-    thresholds.extend(bucket_starts.iter().skip(1));
-    thresholds.push(request.until);
-
-    let station = if request.combined {
-        ""
-    } else {
-        "p.station_id, "
-    };
-    let measures = Measure::ALL
-        .map(|measure| {
-            let m = measure.column();
-            format!(
-                "sum(p.{m}_count)::bigint AS {m}_count, sum(p.{m}_sum) AS {m}_sum, \
-                 min(p.{m}_min) AS {m}_min, max(p.{m}_max) AS {m}_max"
-            )
-        })
-        .join(", ");
-    let mut sql = Sql::new("");
-    sql.push(
-        &format!(
-            "SELECT {station}width_bucket(p.at, ?::timestamptz[]) AS bucket, \
-             sum(p.count)::bigint AS count, {measures} FROM ("
-        ),
-        thresholds,
-    );
-    let ids = sql.bind(request.station_ids.clone());
-    match source {
-        Source::HourlyRollup => {
-            let rollup_columns = Measure::ALL
-                .map(|measure| {
-                    let m = measure.column();
-                    format!("h.{m}_count, h.{m}_sum, h.{m}_min, h.{m}_max")
-                })
-                .join(", ");
-            sql.text(&format!(
-                "SELECT h.station_id, h.hour AS at, h.count, {rollup_columns} \
-                 FROM observations_hourly h WHERE h.station_id = ANY({ids}::integer[])"
-            ));
-            sql.push(" AND h.hour >= ?", first_whole_hour)
-                .push(" AND h.hour < ?", last_whole_hour);
-            sql.text(&format!(" UNION ALL {} AND (", raw_rows(&ids)));
-            sql.push("(o.observed_at >= ?", request.since)
-                .push(" AND o.observed_at < ?)", first_whole_hour)
-                .push(" OR (o.observed_at >= ?", last_whole_hour)
-                .push(" AND o.observed_at < ?))", request.until);
-        }
-        Source::RawRows => {
-            sql.text(&raw_rows(&ids));
-            sql.push(" AND o.observed_at >= ?", request.since)
-                .push(" AND o.observed_at < ?", request.until);
+impl Plan {
+    fn of(request: &SeriesRequest, bucket_starts: &[DateTime<Utc>]) -> Self {
+        let hour = Duration::hours(1);
+        let first_whole_hour = ceil_hour(request.since);
+        let last_whole_hour = request.until.duration_trunc(hour).unwrap_or(request.until);
+        // The rollup serves when every hour of it lies in one bucket: every boundary inside
+        // the range is a whole UTC hour.
+        let rollup = request.width != BucketWidth::FifteenMinutes
+            && first_whole_hour < last_whole_hour
+            && bucket_starts
+                .iter()
+                .skip(1)
+                .all(|start| start.timestamp().rem_euclid(3600) == 0);
+        let source = if rollup {
+            Source::HourlyRollup
+        } else {
+            Source::RawRows
+        };
+        // Hour buckets of one station each are the rollup's rows themselves: nothing to group.
+        let rows = if rollup && request.width == BucketWidth::Hour && !request.combined {
+            RowsAre::Hours
+        } else {
+            RowsAre::Buckets
+        };
+        Self {
+            source,
+            rows,
+            whole_hours: (first_whole_hour, last_whole_hour),
         }
     }
-    let group = if request.combined {
-        "bucket"
-    } else {
-        "p.station_id, bucket"
-    };
-    sql.text(&format!(") p GROUP BY {group} ORDER BY {group}"));
-    Ok((db.query_all_raw(sql.build()).await?, source))
+
+    /// The statement: columns `station_id` (or NULL when combined), the bucket's number or
+    /// hour, `count`, then `count`, `sum`, `min` and `max` of each measure asked for.
+    fn statement(&self, request: &SeriesRequest, bucket_starts: &[DateTime<Utc>]) -> Statement {
+        let (first_whole_hour, last_whole_hour) = self.whole_hours;
+        let measures = &request.measures;
+        let mut sql = Sql::new("");
+        let ids = sql.bind(request.station_ids.clone());
+        let since = sql.bind(request.since);
+        let until = sql.bind(request.until);
+        let (first_hour, last_hour) = (sql.bind(first_whole_hour), sql.bind(last_whole_hour));
+        // Raw rows in the partial hours at both ends of the range (empty ranges when the
+        // range starts and ends on whole hours).
+        let edges = format!(
+            "((o.observed_at >= {since} AND o.observed_at < {first_hour}) \
+             OR (o.observed_at >= {last_hour} AND o.observed_at < {until}))"
+        );
+        let rollup = format!(
+            "SELECT h.station_id, h.hour AS at, h.count, {} FROM observations_hourly h \
+             WHERE h.station_id = ANY({ids}::integer[]) \
+             AND h.hour >= {first_hour} AND h.hour < {last_hour}",
+            columns(measures, |m| format!(
+                "h.{m}_count, h.{m}_sum, h.{m}_min, h.{m}_max"
+            ))
+        );
+        if self.rows == RowsAre::Hours {
+            sql.text(&format!(
+                "{rollup} UNION ALL \
+                 SELECT o.station_id, date_trunc('hour', o.observed_at, 'UTC'), \
+                        count(*)::integer, {} \
+                 FROM observations o WHERE o.station_id = ANY({ids}::integer[]) AND {edges} \
+                 GROUP BY 1, 2",
+                aggregates(measures, |m| [
+                    format!("count(o.{m})::integer"),
+                    format!("coalesce(sum(o.{m}), 0)"),
+                    format!("min(o.{m})"),
+                    format!("max(o.{m})"),
+                ])
+            ));
+            return sql.build();
+        }
+        // The buckets' thresholds: the first bucket counts from `since`, the last until
+        // `until`.
+        let mut thresholds: Vec<DateTime<Utc>> = Vec::with_capacity(bucket_starts.len() + 1);
+        thresholds.push(request.since);
+        thresholds.extend(bucket_starts.iter().skip(1));
+        thresholds.push(request.until);
+        let thresholds = sql.bind(thresholds);
+        let raw = format!(
+            "SELECT o.station_id, o.observed_at AS at, 1 AS count, {} \
+             FROM observations o WHERE o.station_id = ANY({ids}::integer[])",
+            columns(measures, |m| format!(
+                "(o.{m} IS NOT NULL)::integer, coalesce(o.{m}, 0), o.{m}, o.{m}"
+            ))
+        );
+        let rows = match self.source {
+            Source::HourlyRollup => format!("{rollup} UNION ALL {raw} AND {edges}"),
+            Source::RawRows => {
+                format!("{raw} AND o.observed_at >= {since} AND o.observed_at < {until}")
+            }
+        };
+        let station = if request.combined {
+            "NULL::integer"
+        } else {
+            "p.station_id"
+        };
+        let group = if request.combined { "2" } else { "1, 2" };
+        // Positional names for the inner columns, so that one list of aggregates serves both.
+        let names = columns(measures, |m| {
+            format!("{m}_count, {m}_sum, {m}_min, {m}_max")
+        });
+        sql.text(&format!(
+            "SELECT {station}, width_bucket(p.at, {thresholds}::timestamptz[]), \
+                    sum(p.count)::bigint, {} \
+             FROM ({rows}) AS p (station_id, at, count, {names}) GROUP BY {group}",
+            aggregates(measures, |m| [
+                format!("sum(p.{m}_count)::bigint"),
+                format!("sum(p.{m}_sum)"),
+                format!("min(p.{m}_min)"),
+                format!("max(p.{m}_max)"),
+            ])
+        ));
+        sql.build()
+    }
 }
 
-/// The raw observations of the stations bound at `ids`, shaped like rows of the rollup; the
-/// caller appends the time condition.
-fn raw_rows(ids: &str) -> String {
-    let columns = Measure::ALL
-        .map(|measure| {
-            let m = measure.column();
-            format!(
-                "(o.{m} IS NOT NULL)::integer AS {m}_count, coalesce(o.{m}, 0) AS {m}_sum, \
-                 o.{m} AS {m}_min, o.{m} AS {m}_max"
-            )
-        })
-        .join(", ");
-    format!(
-        "SELECT o.station_id, o.observed_at AS at, 1 AS count, {columns} \
-         FROM observations o WHERE o.station_id = ANY({ids}::integer[])"
-    )
+/// `column(m)` for each measure in `measures`, joined.
+fn columns(measures: &[Measure], column: impl Fn(&str) -> String) -> String {
+    measures
+        .iter()
+        .map(|measure| column(measure.column()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The four aggregates (count, sum, min, max) of each measure in `measures`, joined.
+fn aggregates(measures: &[Measure], four: impl Fn(&str) -> [String; 4]) -> String {
+    columns(measures, |m| four(m).join(", "))
 }
 
 fn ceil_hour(at: DateTime<Utc>) -> DateTime<Utc> {
@@ -353,30 +402,42 @@ fn ceil_hour(at: DateTime<Utc>) -> DateTime<Utc> {
     }
 }
 
-fn read_point(row: &QueryResult) -> Result<Point, DbErr> {
-    let mut measures: [MeasureStats; 4] = Default::default();
-    let mut precipitation_total_mm = None;
-    for (stats, measure) in measures.iter_mut().zip(Measure::ALL) {
-        let m = measure.column();
-        let count: i64 = row.try_get("", &format!("{m}_count"))?;
-        let sum: Option<f64> = row.try_get("", &format!("{m}_sum"))?;
-        let sum = sum.filter(|_| count > 0);
-        *stats = MeasureStats {
+/// A point from a row of the statement: `count` in column 2, then four columns per measure
+/// of `measures`; a measure not asked for stays empty.
+fn read_point(row: &QueryResult, measures: &[Measure]) -> Result<Point, DbErr> {
+    let count: i64 = match row.try_get_by_index::<i64>(2) {
+        Ok(count) => count,
+        Err(_) => i64::from(row.try_get_by_index::<i32>(2)?),
+    };
+    let mut point = Point {
+        start: DateTime::<Utc>::MIN_UTC,
+        count,
+        ..Point::default()
+    };
+    for (index, measure) in measures.iter().enumerate() {
+        let column = 3 + 4 * index;
+        let count: i64 = match row.try_get_by_index::<i64>(column) {
+            Ok(count) => count,
+            Err(_) => i64::from(row.try_get_by_index::<i32>(column)?),
+        };
+        let sum: Option<f64> = row
+            .try_get_by_index::<Option<f64>>(column + 1)?
+            .filter(|_| count > 0);
+        let slot = Measure::ALL
+            .iter()
+            .position(|m| m == measure)
+            .unwrap_or_default();
+        point.measures[slot] = MeasureStats {
             count,
-            min: row.try_get("", &format!("{m}_min"))?,
-            max: row.try_get("", &format!("{m}_max"))?,
+            min: row.try_get_by_index(column + 2)?,
+            max: row.try_get_by_index(column + 3)?,
             avg: sum.map(|sum| sum / count as f64),
         };
-        if measure == Measure::PrecipitationMm {
-            precipitation_total_mm = sum;
+        if *measure == Measure::PrecipitationMm {
+            point.precipitation_total_mm = sum;
         }
     }
-    Ok(Point {
-        start: DateTime::<Utc>::MIN_UTC,
-        count: row.try_get("", "count")?,
-        measures,
-        precipitation_total_mm,
-    })
+    Ok(point)
 }
 
 /// The IANA time zones PostgreSQL knows, read once: `pg_timezone_names` reads every zone file,

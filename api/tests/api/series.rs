@@ -278,6 +278,29 @@ async fn empty_buckets_are_left_out_or_listed_as_nulls_and_stations_can_be_combi
     );
     assert_eq!(quiet["pressureHpa"]["count"], json!([0, 0, 0, 0, 0]));
 
+    // Asking for fewer measures (they alone are aggregated) changes none of their values;
+    // through a fragment too.
+    let fewer = app
+        .graphql(
+            "query($stations: StationSelection!) {
+                observationSeries(stations: $stations, since: \"2026-05-01T00:00:00Z\",
+                                  until: \"2026-05-01T05:00:00Z\", bucket: HOUR,
+                                  emptyBuckets: NULLS) {
+                    series { ...Rain temperatureC { avg } }
+                }
+            }
+            fragment Rain on StationSeries { precipitationTotalMm }",
+            json!({ "stations": { "codes": ["SER4", "SER3"] } }),
+        )
+        .await;
+    assert_no_errors(&fewer);
+    for index in 0..2 {
+        let few = &fewer["data"]["observationSeries"]["series"][index];
+        let all = &listed["series"][index];
+        assert_eq!(few["precipitationTotalMm"], all["precipitationTotalMm"]);
+        assert_eq!(few["temperatureC"]["avg"], all["temperatureC"]["avg"]);
+    }
+
     let mut combined = range;
     combined["combine"] = json!(true);
     let together = series(&app, combined).await;

@@ -3,6 +3,7 @@ use chrono::{DateTime, Utc};
 
 use crate::auth::{Role, guard::RequireRole};
 use crate::database::standbys::ReadConnection;
+use crate::domain::Measure;
 use crate::error::ApiError;
 use crate::graphql::limits::Limits;
 use crate::graphql::types::Filter;
@@ -111,6 +112,7 @@ impl ObservationQuery {
             zone: time_zone.clone(),
             gaps: empty_buckets.into(),
             combined: combine,
+            measures: selected_measures(ctx),
         };
         let bucket_starts = series::bucket_starts(db, &request)
             .await
@@ -131,4 +133,17 @@ impl ObservationQuery {
             series: computed.series.into_iter().map(Into::into).collect(),
         })
     }
+}
+
+/// The measures the operation selects in `observationSeries`: only those are aggregated.
+fn selected_measures(ctx: &Context<'_>) -> Vec<Measure> {
+    let series = ctx.look_ahead().field("series");
+    Measure::ALL
+        .into_iter()
+        .filter(|measure| {
+            series.field(measure.graphql_name()).exists()
+                || (*measure == Measure::PrecipitationMm
+                    && series.field("precipitationTotalMm").exists())
+        })
+        .collect()
 }
