@@ -311,22 +311,22 @@ impl Plan {
              OR (o.observed_at >= {last_hour} AND o.observed_at < {until}))"
         );
         let rollup = format!(
-            "SELECT h.station_id, h.hour AS at, h.count, {} FROM observations_hourly h \
+            "SELECT h.station_id, h.hour AS at, h.count::bigint{} FROM observations_hourly h \
              WHERE h.station_id = ANY({ids}::integer[]) \
              AND h.hour >= {first_hour} AND h.hour < {last_hour}",
             columns(measures, |m| format!(
-                "h.{m}_count, h.{m}_sum, h.{m}_min, h.{m}_max"
+                "h.{m}_count::bigint, h.{m}_sum, h.{m}_min, h.{m}_max"
             ))
         );
         if self.rows == RowsAre::Hours {
             sql.text(&format!(
                 "{rollup} UNION ALL \
                  SELECT o.station_id, date_trunc('hour', o.observed_at, 'UTC'), \
-                        count(*)::integer, {} \
+                        count(*){} \
                  FROM observations o WHERE o.station_id = ANY({ids}::integer[]) AND {edges} \
                  GROUP BY 1, 2",
                 aggregates(measures, |m| [
-                    format!("count(o.{m})::integer"),
+                    format!("count(o.{m})"),
                     format!("coalesce(sum(o.{m}), 0)"),
                     format!("min(o.{m})"),
                     format!("max(o.{m})"),
@@ -342,7 +342,7 @@ impl Plan {
         thresholds.push(request.until);
         let thresholds = sql.bind(thresholds);
         let raw = format!(
-            "SELECT o.station_id, o.observed_at AS at, 1 AS count, {} \
+            "SELECT o.station_id, o.observed_at AS at, 1 AS count{} \
              FROM observations o WHERE o.station_id = ANY({ids}::integer[])",
             columns(measures, |m| format!(
                 "(o.{m} IS NOT NULL)::integer, coalesce(o.{m}, 0), o.{m}, o.{m}"
@@ -366,8 +366,8 @@ impl Plan {
         });
         sql.text(&format!(
             "SELECT {station}, width_bucket(p.at, {thresholds}::timestamptz[]), \
-                    sum(p.count)::bigint, {} \
-             FROM ({rows}) AS p (station_id, at, count, {names}) GROUP BY {group}",
+                    sum(p.count)::bigint{} \
+             FROM ({rows}) AS p (station_id, at, count{names}) GROUP BY {group}",
             aggregates(measures, |m| [
                 format!("sum(p.{m}_count)::bigint"),
                 format!("sum(p.{m}_sum)"),
@@ -379,16 +379,15 @@ impl Plan {
     }
 }
 
-/// `column(m)` for each measure in `measures`, joined.
+/// `, column(m)` for each measure in `measures`: nothing when no measure is asked for.
 fn columns(measures: &[Measure], column: impl Fn(&str) -> String) -> String {
     measures
         .iter()
-        .map(|measure| column(measure.column()))
-        .collect::<Vec<_>>()
-        .join(", ")
+        .map(|measure| format!(", {}", column(measure.column())))
+        .collect()
 }
 
-/// The four aggregates (count, sum, min, max) of each measure in `measures`, joined.
+/// `, ` and the four aggregates (count, sum, min, max) of each measure in `measures`.
 fn aggregates(measures: &[Measure], four: impl Fn(&str) -> [String; 4]) -> String {
     columns(measures, |m| four(m).join(", "))
 }
@@ -403,23 +402,16 @@ fn ceil_hour(at: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// A point from a row of the statement: `count` in column 2, then four columns per measure
-/// of `measures`; a measure not asked for stays empty.
+/// of `measures` (counts as bigint); a measure not asked for stays empty.
 fn read_point(row: &QueryResult, measures: &[Measure]) -> Result<Point, DbErr> {
-    let count: i64 = match row.try_get_by_index::<i64>(2) {
-        Ok(count) => count,
-        Err(_) => i64::from(row.try_get_by_index::<i32>(2)?),
-    };
     let mut point = Point {
         start: DateTime::<Utc>::MIN_UTC,
-        count,
+        count: row.try_get_by_index(2)?,
         ..Point::default()
     };
     for (index, measure) in measures.iter().enumerate() {
         let column = 3 + 4 * index;
-        let count: i64 = match row.try_get_by_index::<i64>(column) {
-            Ok(count) => count,
-            Err(_) => i64::from(row.try_get_by_index::<i32>(column)?),
-        };
+        let count: i64 = row.try_get_by_index(column)?;
         let sum: Option<f64> = row
             .try_get_by_index::<Option<f64>>(column + 1)?
             .filter(|_| count > 0);

@@ -294,6 +294,23 @@ async fn empty_buckets_are_left_out_or_listed_as_nulls_and_stations_can_be_combi
         )
         .await;
     assert_no_errors(&fewer);
+    // No measure at all: counts only.
+    let counts_only = app
+        .graphql(
+            "query($stations: StationSelection!) {
+                observationSeries(stations: $stations, since: \"2026-05-01T00:00:00Z\",
+                                  until: \"2026-05-01T05:00:00Z\", bucket: DAY) {
+                    series { bucketStarts count }
+                }
+            }",
+            json!({ "stations": { "codes": ["SER4", "SER3"] } }),
+        )
+        .await;
+    assert_no_errors(&counts_only);
+    assert_eq!(
+        counts(&counts_only["data"]["observationSeries"]["series"][1]),
+        vec![3]
+    );
     for index in 0..2 {
         let few = &fewer["data"]["observationSeries"]["series"][index];
         let all = &listed["series"][index];
