@@ -212,9 +212,13 @@ impl MeasureSeries {
     }
 }
 
-/// How many values a series' columns may hold for the cost of one resolved field: a value is
-/// written straight into the response (`Column`), a field is resolved with its path and
-/// errors. Measured with `bench/run --scenarios series_week_hourly_100,stations_first_page`.
+/// How many values of a series' columns cost as much as one field, for
+/// `graphql.max_complexity`. A value is written straight into the response (`Column`), a
+/// field is resolved with its path and errors; measured with `bench/run` (a week of 100
+/// stations' hours against `stations(first: 50)`), a value costs about a third of a field in
+/// CPU. The weight is set lower on purpose, so that the default budget admits the series a
+/// chart asks for (16,800 points, five columns), and `graphql.max_series_points` bounds the
+/// size of any one series.
 const VALUES_PER_COST: usize = 100;
 
 /// The cost `graphql.max_complexity` counts for `observationSeries`: its estimated points
