@@ -6,7 +6,9 @@
 //! 1. the buckets' starts, computed by PostgreSQL in the requested zone (so that a day is 23
 //!    or 25 hours long on a daylight-saving change, exactly as `date_trunc(unit, t, zone)` has
 //!    it, and a week starts on Monday as ISO 8601 has it);
-//! 2. the aggregates, each row placed in its bucket by `width_bucket` over those starts.
+//! 2. the aggregates of the measures the operation selects, each row placed in its bucket by
+//!    `width_bucket` over those starts; hour buckets of single stations are the rollup's own
+//!    rows, placed by their hour.
 //!
 //! The second statement reads the hourly rollup (`observations_hourly`, which PostgreSQL keeps
 //! in the writing transaction) for every whole hour of the range when each bucket is made of
@@ -131,7 +133,7 @@ pub struct StationSeries {
     pub points: Vec<Point>,
 }
 
-/// Where the aggregates were read from, for tests and `--explain`-style reports.
+/// Where the aggregates were read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     /// The hourly rollup, with raw rows for the partial hours at the ends.
