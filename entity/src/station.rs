@@ -15,6 +15,10 @@ pub struct Model {
     pub code: String,
     #[sea_orm(column_type = "Text")]
     pub name: String,
+    /// `lower(name)`, computed by PostgreSQL on every write (a generated column: nothing may
+    /// write it). Name search matches it with `LIKE`, through its trigram index.
+    #[sea_orm(column_type = "Text")]
+    pub name_lower: String,
     /// Latitude in degrees, -90 to 90.
     #[sea_orm(column_type = "Double")]
     pub lat: f64,

@@ -21,6 +21,7 @@ mod m20261201_000005_create_observations;
 mod m20261201_000006_notify_live_changes;
 mod m20261205_000007_add_station_name_trigram_index;
 mod m20261205_000008_create_observations_hourly;
+mod m20261205_000009_add_station_name_lower;
 
 /// Every migration of the stations schema, oldest first.
 pub struct Migrator;
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000006_notify_live_changes::Migration),
             Box::new(m20261205_000007_add_station_name_trigram_index::Migration),
             Box::new(m20261205_000008_create_observations_hourly::Migration),
+            Box::new(m20261205_000009_add_station_name_lower::Migration),
         ]
     }
 }

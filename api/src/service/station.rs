@@ -13,7 +13,7 @@ use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, Order,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement,
     TransactionSession, TransactionTrait,
-    sea_query::{Expr, ExprTrait, LikeExpr, extension::postgres::PgExpr},
+    sea_query::{BinOper, Expr, ExprTrait, Func},
 };
 
 use super::page::Page;
@@ -473,9 +473,14 @@ fn write_error(error: DbErr, code: Option<String>) -> WriteError {
 fn criteria_condition(criteria: &StationCriteria) -> Condition {
     let mut condition = Condition::all();
     if let Some(text) = &criteria.name_contains {
-        // Backslash is PostgreSQL's default LIKE escape character.
+        // `ILIKE` on `name`, spelled so that the case of the names was folded when they were
+        // written (see the migration that adds `name_lower`): PostgreSQL lowers the term the
+        // same way, which Rust's `to_lowercase` would not always do. Backslash is PostgreSQL's
+        // default LIKE escape character.
         let pattern = format!("%{}%", escape_like(text));
-        condition = condition.add(Expr::col(Column::Name).ilike(LikeExpr::new(pattern)));
+        condition = condition.add(
+            Expr::col(Column::NameLower).binary(BinOper::Like, Func::lower(Expr::val(pattern))),
+        );
     }
     if let Some(code) = &criteria.code {
         condition = condition.add(Column::Code.eq(code.as_str()));
