@@ -22,6 +22,8 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
+use sea_orm::sqlx::postgres::PgRow;
+use sea_orm::sqlx::{self, Row};
 use sea_orm::{ConnectionTrait, DbErr, QueryResult, Statement};
 use tokio::sync::OnceCell;
 
@@ -187,7 +189,8 @@ pub async fn series(
         db.query_all_raw(plan.statement(request, &bucket_starts))
             .await?
     };
-    // One slot per series and bucket, whatever order the rows come in.
+    // Every bucket of every series, filled in place as rows come, in whatever order: a point
+    // is a few hundred bytes and a chart has thousands of them, so none is moved or copied.
     let series_count = if request.combined {
         1
     } else {
@@ -199,41 +202,38 @@ pub async fn series(
         .enumerate()
         .map(|(index, id)| (*id, index))
         .collect();
-    let mut slots: Vec<Vec<Option<Point>>> = vec![vec![None; bucket_starts.len()]; series_count];
+    let empty_series: Vec<Point> = bucket_starts
+        .iter()
+        .map(|&start| Point {
+            start,
+            ..Point::default()
+        })
+        .collect();
+    let mut points: Vec<Vec<Point>> = vec![empty_series; series_count];
     for row in &rows {
+        let row = postgres_row(row)?;
         let series = if request.combined {
             0
         } else {
-            let station_id: i32 = row.try_get_by_index(0)?;
-            position[&station_id]
+            position[&decoded::<i32>(row, 0)?]
         };
         let bucket = match plan.rows {
-            RowsAre::Buckets => row.try_get_by_index::<i32>(1)? as usize - 1,
+            RowsAre::Buckets => decoded::<i32>(row, 1)? as usize - 1,
             RowsAre::Hours => {
-                let hour: DateTime<Utc> = row.try_get_by_index(1)?;
+                let hour: DateTime<Utc> = decoded(row, 1)?;
                 bucket_starts.partition_point(|start| *start <= hour) - 1
             }
         };
-        let mut point = read_point(row, &request.measures)?;
-        point.start = bucket_starts[bucket];
-        slots[series][bucket] = Some(point);
+        read_point(row, &request.measures, &mut points[series][bucket])?;
     }
-    let series = slots
+    let series = points
         .into_iter()
         .enumerate()
-        .map(|(index, slots)| {
-            let points = slots
-                .into_iter()
-                .zip(&bucket_starts)
-                .filter_map(|(point, &start)| match (point, request.gaps) {
-                    (Some(point), _) => Some(point),
-                    (None, Gaps::Omit) => None,
-                    (None, Gaps::Null) => Some(Point {
-                        start,
-                        ..Point::default()
-                    }),
-                })
-                .collect();
+        .map(|(index, mut points)| {
+            // A bucket without observations has no row, so its count stayed 0.
+            if request.gaps == Gaps::Omit {
+                points.retain(|point| point.count > 0);
+            }
             StationSeries {
                 station_id: (!request.combined).then(|| request.station_ids[index]),
                 points,
@@ -401,35 +401,45 @@ fn ceil_hour(at: DateTime<Utc>) -> DateTime<Utc> {
     }
 }
 
-/// A point from a row of the statement: `count` in column 2, then four columns per measure
-/// of `measures` (counts as bigint); a measure not asked for stays empty.
-fn read_point(row: &QueryResult, measures: &[Measure]) -> Result<Point, DbErr> {
-    let mut point = Point {
-        start: DateTime::<Utc>::MIN_UTC,
-        count: row.try_get_by_index(2)?,
-        ..Point::default()
-    };
+/// Fills `point` from a row of the statement: `count` in column 2, then four columns per
+/// measure of `measures` (counts as bigint); a measure not asked for stays empty.
+fn read_point(row: &PgRow, measures: &[Measure], point: &mut Point) -> Result<(), DbErr> {
+    point.count = decoded(row, 2)?;
     for (index, measure) in measures.iter().enumerate() {
         let column = 3 + 4 * index;
-        let count: i64 = row.try_get_by_index(column)?;
-        let sum: Option<f64> = row
-            .try_get_by_index::<Option<f64>>(column + 1)?
-            .filter(|_| count > 0);
+        let count: i64 = decoded(row, column)?;
+        let sum = decoded::<Option<f64>>(row, column + 1)?.filter(|_| count > 0);
         let slot = Measure::ALL
             .iter()
             .position(|m| m == measure)
             .unwrap_or_default();
         point.measures[slot] = MeasureStats {
             count,
-            min: row.try_get_by_index(column + 2)?,
-            max: row.try_get_by_index(column + 3)?,
+            min: decoded(row, column + 2)?,
+            max: decoded(row, column + 3)?,
             avg: sum.map(|sum| sum / count as f64),
         };
         if *measure == Measure::PrecipitationMm {
             point.precipitation_total_mm = sum;
         }
     }
-    Ok(point)
+    Ok(())
+}
+
+/// The PostgreSQL row under SeaORM's: the series decode with sqlx itself, because SeaORM's
+/// getters build an error message for every NULL they meet (an `Option` is decoded by failing
+/// first), and a chart's rows are mostly NULLs: precipitation is null whenever it is dry.
+fn postgres_row(row: &QueryResult) -> Result<&PgRow, DbErr> {
+    row.try_as_pg_row()
+        .ok_or_else(|| DbErr::Type("the series are read from PostgreSQL only".to_owned()))
+}
+
+fn decoded<'r, T>(row: &'r PgRow, column: usize) -> Result<T, DbErr>
+where
+    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    row.try_get(column)
+        .map_err(|error| DbErr::Type(format!("series column {column}: {error}")))
 }
 
 /// The IANA time zones PostgreSQL knows, read once: `pg_timezone_names` reads every zone file,
