@@ -20,6 +20,9 @@
 //! `observations_hourly_expected` is the same summary computed from the raw rows: this step
 //! fills the table from it, and `stations-api rollups verify` / `rebuild` compare with it and
 //! refill from it.
+//!
+//! The functions are created `OR REPLACE`, as in the other steps: `migrate fresh` drops every
+//! table (and with them their triggers and views) but no function.
 
 use sea_orm_migration::prelude::{
     ConnectionTrait, DbErr, DeriveMigrationName, MigrationTrait, SchemaManager, async_trait,
@@ -70,7 +73,7 @@ fn recount_function(name: &str, touched_rows: &str, hour: &str) -> String {
         .join(", ");
     let aggregates = aggregates("o");
     format!(
-        "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+        "CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN
              WITH touched AS (
                  SELECT DISTINCT o.station_id, {hour} AS hour FROM ({touched_rows}) o
@@ -149,7 +152,7 @@ impl MigrationTrait for Migration {
         let columns = format!("station_id, hour, {}", counted_columns().join(", "));
         let aggregates_of_added = aggregates("o");
         db.execute_unprepared(&format!(
-            "CREATE FUNCTION observations_hourly_add() RETURNS trigger LANGUAGE plpgsql AS $$
+            "CREATE OR REPLACE FUNCTION observations_hourly_add() RETURNS trigger LANGUAGE plpgsql AS $$
              BEGIN
                  INSERT INTO observations_hourly AS h ({columns})
                  SELECT o.station_id, {hour}, count(*)::integer, {aggregates_of_added}
@@ -176,7 +179,7 @@ impl MigrationTrait for Migration {
         ))
         .await?;
         db.execute_unprepared(
-            "CREATE FUNCTION observations_hourly_empty() RETURNS trigger LANGUAGE plpgsql AS $$
+            "CREATE OR REPLACE FUNCTION observations_hourly_empty() RETURNS trigger LANGUAGE plpgsql AS $$
              BEGIN
                  TRUNCATE observations_hourly;
                  RETURN NULL;
