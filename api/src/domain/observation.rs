@@ -26,6 +26,16 @@ impl Measure {
         Self::PrecipitationMm,
     ];
 
+    /// Its place in `Measure::ALL`, where arrays of one value per measure keep it.
+    pub fn index(self) -> usize {
+        match self {
+            Self::TemperatureC => 0,
+            Self::PressureHpa => 1,
+            Self::HumidityPct => 2,
+            Self::PrecipitationMm => 3,
+        }
+    }
+
     /// Its column in `observations` and in import files.
     pub fn column(self) -> &'static str {
         match self {
@@ -93,6 +103,13 @@ pub fn observed_at(at: DateTime<Utc>, now: DateTime<Utc>) -> Result<DateTime<Utc
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_measure_knows_its_place_in_all() {
+        for (index, measure) in Measure::ALL.into_iter().enumerate() {
+            assert_eq!(measure.index(), index, "{measure:?}");
+        }
+    }
 
     #[test]
     fn each_measure_refuses_what_no_instrument_reports() {

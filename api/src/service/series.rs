@@ -122,7 +122,7 @@ pub struct SeriesRequest {
 pub struct Point {
     pub start: DateTime<Utc>,
     pub count: i64,
-    /// In the order of `Measure::ALL`.
+    /// Indexed by `Measure::index`.
     pub measures: [MeasureStats; 4],
     /// All precipitation in the bucket; null when no observation reported any.
     pub precipitation_total_mm: Option<f64>,
@@ -409,11 +409,7 @@ fn read_point(row: &PgRow, measures: &[Measure], point: &mut Point) -> Result<()
         let column = 3 + 4 * index;
         let count: i64 = decoded(row, column)?;
         let sum = decoded::<Option<f64>>(row, column + 1)?.filter(|_| count > 0);
-        let slot = Measure::ALL
-            .iter()
-            .position(|m| m == measure)
-            .unwrap_or_default();
-        point.measures[slot] = MeasureStats {
+        point.measures[measure.index()] = MeasureStats {
             count,
             min: decoded(row, column + 2)?,
             max: decoded(row, column + 3)?,

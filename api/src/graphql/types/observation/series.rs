@@ -160,13 +160,9 @@ impl ObservationSeriesOfStation {
 
 impl ObservationSeriesOfStation {
     fn measure(&self, measure: Measure) -> MeasureSeries {
-        let index = Measure::ALL
-            .iter()
-            .position(|m| *m == measure)
-            .unwrap_or_default();
         MeasureSeries {
             points: Arc::clone(&self.points),
-            index,
+            index: measure.index(),
         }
     }
 }
