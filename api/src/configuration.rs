@@ -86,6 +86,7 @@ pub struct Settings {
     pub subscriptions: SubscriptionSettings,
     pub metrics: MetricsSettings,
     pub log: LogSettings,
+    pub telemetry: TelemetrySettings,
     /// The environment whose file was layered in; not itself a key.
     #[serde(skip)]
     pub environment: Environment,
@@ -316,6 +317,115 @@ pub struct LogSettings {
     pub filter: String,
 }
 
+/// OpenTelemetry traces (`api/src/telemetry/traces.rs`). The standard `OTEL_*` variables
+/// override these keys, as every OpenTelemetry SDK reads them.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// Every span's `service.name` (`OTEL_SERVICE_NAME`).
+    pub service_name: String,
+    /// The share of traces kept, from 0.0 to 1.0, decided by trace id, so that every replica
+    /// keeps or drops the same trace (`OTEL_TRACES_SAMPLER=traceidratio`,
+    /// `OTEL_TRACES_SAMPLER_ARG`).
+    pub sampling_ratio: f64,
+    /// Whether an incoming `traceparent` that says "sampled" (or "not sampled") decides for
+    /// its trace (`OTEL_TRACES_SAMPLER=parentbased_*`). Off: anyone on the Internet could make
+    /// every request of theirs traced; its trace id is still kept, so the trace joins theirs.
+    pub trust_incoming_sampling: bool,
+    pub otlp: OtlpSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpSettings {
+    /// The OTLP/HTTP receiver's base URL; traces go to `<endpoint>/v1/traces`
+    /// (`OTEL_EXPORTER_OTLP_ENDPOINT`). Empty: no traces, and nothing of them runs.
+    pub endpoint: String,
+    /// The full URL traces go to, when it is not `<endpoint>/v1/traces`
+    /// (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`).
+    pub traces_endpoint: String,
+    /// Sent with every export, such as a vendor's API key; never logged
+    /// (`OTEL_EXPORTER_OTLP_HEADERS` adds to them).
+    pub headers: std::collections::BTreeMap<String, SecretString>,
+    /// Finished spans waiting to be sent; past them spans are dropped and counted
+    /// (`stations_trace_spans_dropped_total`) rather than held in memory.
+    pub max_queued_spans: usize,
+    /// Spans are sent in batches this often, and whenever a batch is full.
+    pub export_interval_ms: u64,
+    /// One export may take this long; then its spans count as failed.
+    pub export_timeout_ms: u64,
+}
+
+impl OtlpSettings {
+    /// Where spans are sent, or `None` when tracing is off.
+    pub fn traces_url(&self) -> Option<String> {
+        let full = self.traces_endpoint.trim();
+        if !full.is_empty() {
+            return Some(full.to_owned());
+        }
+        let base = self.endpoint.trim().trim_end_matches('/');
+        (!base.is_empty()).then(|| format!("{base}/v1/traces"))
+    }
+
+    pub fn export_interval(&self) -> Duration {
+        Duration::from_millis(self.export_interval_ms)
+    }
+
+    pub fn export_timeout(&self) -> Duration {
+        Duration::from_millis(self.export_timeout_ms)
+    }
+}
+
+/// The standard OpenTelemetry variables and the key each one sets.
+const OTEL_VARIABLES: [(&str, &str); 3] = [
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "telemetry.otlp.endpoint"),
+    (
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "telemetry.otlp.traces_endpoint",
+    ),
+    ("OTEL_SERVICE_NAME", "telemetry.service_name"),
+];
+
+/// `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`, as the sampling keys they stand for:
+/// `(sampling_ratio, trust_incoming_sampling)`, or `None` when the sampler is not set.
+fn standard_sampler(
+    sampler: Option<&str>,
+    argument: Option<&str>,
+) -> Result<Option<(f64, bool)>, ConfigurationError> {
+    let Some(sampler) = sampler.map(str::trim).filter(|name| !name.is_empty()) else {
+        return Ok(None);
+    };
+    let ratio = || match argument.map(str::trim) {
+        None | Some("") => Ok(1.0),
+        Some(text) => text
+            .parse::<f64>()
+            .ok()
+            .filter(|ratio| (0.0..=1.0).contains(ratio))
+            .ok_or_else(|| {
+                ConfigurationError(format!(
+                    "environment variable OTEL_TRACES_SAMPLER_ARG is {text:?}: a ratio from 0.0 \
+                     to 1.0 was expected"
+                ))
+            }),
+    };
+    let chosen = match sampler {
+        "always_on" => (1.0, false),
+        "always_off" => (0.0, false),
+        "traceidratio" => (ratio()?, false),
+        "parentbased_always_on" => (1.0, true),
+        "parentbased_always_off" => (0.0, true),
+        "parentbased_traceidratio" => (ratio()?, true),
+        other => {
+            return Err(ConfigurationError(format!(
+                "environment variable OTEL_TRACES_SAMPLER is {other:?}: use always_on, \
+                 always_off, traceidratio, parentbased_always_on, parentbased_always_off or \
+                 parentbased_traceidratio"
+            )));
+        }
+    };
+    Ok(Some(chosen))
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -398,6 +508,13 @@ impl Settings {
                 });
                 builder.set_override_option("database.read_urls", read_urls)
             })
+            .and_then(|builder| {
+                OTEL_VARIABLES
+                    .iter()
+                    .try_fold(builder, |builder, (variable, key)| {
+                        builder.set_override_option(*key, env::var(variable).ok())
+                    })
+            })
             .and_then(|builder| builder.build())
             .map_err(|error| describe_config_error(&error, None))?;
 
@@ -406,6 +523,13 @@ impl Settings {
             .try_deserialize()
             .map_err(|error| describe_config_error(&error, Some(&config)))?;
         settings.environment = environment;
+        if let Some((ratio, trust)) = standard_sampler(
+            env::var("OTEL_TRACES_SAMPLER").ok().as_deref(),
+            env::var("OTEL_TRACES_SAMPLER_ARG").ok().as_deref(),
+        )? {
+            settings.telemetry.sampling_ratio = ratio;
+            settings.telemetry.trust_incoming_sampling = trust;
+        }
         settings.database.url_source = source_of(&config, "database.url");
         settings.validate(&config)?;
         Ok(settings)
@@ -485,6 +609,18 @@ impl Settings {
             (
                 "graphql.document_store_entries",
                 self.graphql.document_store_entries as u64,
+            ),
+            (
+                "telemetry.otlp.max_queued_spans",
+                self.telemetry.otlp.max_queued_spans as u64,
+            ),
+            (
+                "telemetry.otlp.export_interval_ms",
+                self.telemetry.otlp.export_interval_ms,
+            ),
+            (
+                "telemetry.otlp.export_timeout_ms",
+                self.telemetry.otlp.export_timeout_ms,
             ),
         ]
         .into_iter()
@@ -594,6 +730,58 @@ impl Settings {
                 "log.filter",
                 format!("is not a valid filter: {error}"),
             ));
+        }
+        self.validate_telemetry(&invalid)
+    }
+
+    fn validate_telemetry(
+        &self,
+        invalid: &impl Fn(&str, String) -> ConfigurationError,
+    ) -> Result<(), ConfigurationError> {
+        let telemetry = &self.telemetry;
+        if !(0.0..=1.0).contains(&telemetry.sampling_ratio) {
+            return Err(invalid(
+                "telemetry.sampling_ratio",
+                format!(
+                    "is {} but must be from 0.0 (no trace) to 1.0 (every trace)",
+                    telemetry.sampling_ratio
+                ),
+            ));
+        }
+        if telemetry.service_name.trim().is_empty() {
+            return Err(invalid(
+                "telemetry.service_name",
+                "is empty: name the service as traces should show it, e.g. stations-api".into(),
+            ));
+        }
+        for key in ["endpoint", "traces_endpoint"] {
+            let value = match key {
+                "endpoint" => &telemetry.otlp.endpoint,
+                _ => &telemetry.otlp.traces_endpoint,
+            };
+            if value.trim().is_empty() {
+                continue;
+            }
+            let usable = Url::parse(value.trim()).is_ok_and(|url| {
+                matches!(url.scheme(), "http" | "https") && url.host_str().is_some()
+            });
+            if !usable {
+                return Err(invalid(
+                    &format!("telemetry.otlp.{key}"),
+                    format!(
+                        "is {value:?}, which is not an http:// or https:// URL: write the OTLP \
+                         receiver's address, e.g. http://127.0.0.1:4318"
+                    ),
+                ));
+            }
+        }
+        for name in telemetry.otlp.headers.keys() {
+            if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(invalid(
+                    "telemetry.otlp.headers",
+                    format!("holds {name:?}, which is not an HTTP header name"),
+                ));
+            }
         }
         Ok(())
     }
@@ -765,6 +953,12 @@ fn source_of(config: &Config, key: &str) -> String {
     if key == "database.url" && env::var_os("DATABASE_URL").is_some() {
         return "environment variable DATABASE_URL".to_owned();
     }
+    if let Some((variable, _)) = OTEL_VARIABLES
+        .iter()
+        .find(|(variable, named)| *named == key && env::var_os(variable).is_some())
+    {
+        return format!("environment variable {variable}");
+    }
     let variable = env_var_for(key);
     if env::var_os(&variable).is_some() {
         return format!("environment variable {variable}");
@@ -863,5 +1057,55 @@ mod tests {
     fn unknown_environment_names_list_the_allowed_ones() {
         let error = "staging".parse::<Environment>().unwrap_err();
         assert!(error.contains("development, test or production"), "{error}");
+    }
+
+    #[test]
+    fn the_standard_sampler_variables_set_the_ratio_and_whom_to_trust() {
+        assert_eq!(standard_sampler(None, Some("0.5")).unwrap(), None);
+        assert_eq!(
+            standard_sampler(Some("traceidratio"), Some("0.25")).unwrap(),
+            Some((0.25, false))
+        );
+        assert_eq!(
+            standard_sampler(Some("parentbased_traceidratio"), None).unwrap(),
+            Some((1.0, true))
+        );
+        assert_eq!(
+            standard_sampler(Some("always_off"), None).unwrap(),
+            Some((0.0, false))
+        );
+        let error = standard_sampler(Some("traceidratio"), Some("2")).unwrap_err();
+        assert!(
+            error.to_string().contains("OTEL_TRACES_SAMPLER_ARG"),
+            "{error}"
+        );
+        let error = standard_sampler(Some("jaeger_remote"), None).unwrap_err();
+        assert!(
+            error.to_string().contains("parentbased_always_on"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn traces_go_to_the_endpoints_v1_traces_unless_a_full_url_is_given() {
+        let mut otlp = OtlpSettings {
+            endpoint: String::new(),
+            traces_endpoint: String::new(),
+            headers: std::collections::BTreeMap::new(),
+            max_queued_spans: 1,
+            export_interval_ms: 1,
+            export_timeout_ms: 1,
+        };
+        assert_eq!(otlp.traces_url(), None);
+        otlp.endpoint = "http://collector:4318/".to_owned();
+        assert_eq!(
+            otlp.traces_url().as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+        otlp.traces_endpoint = "https://vendor.example/otlp/spans".to_owned();
+        assert_eq!(
+            otlp.traces_url().as_deref(),
+            Some("https://vendor.example/otlp/spans")
+        );
     }
 }
