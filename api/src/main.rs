@@ -12,8 +12,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     let outcome = commands::run(Cli::parse()).await;
-    // Log lines are written by a thread of their own: the last ones before the outcome.
-    stations_api::telemetry::flush();
+    // Spans and log lines are sent by tasks of their own: the last ones before the outcome.
+    stations_api::telemetry::shutdown().await;
     match outcome {
         Ok(output) => {
             print!("{output}");

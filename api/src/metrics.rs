@@ -6,16 +6,27 @@
 
 use std::{
     collections::HashSet,
-    sync::{RwLock, atomic::AtomicI64},
+    sync::{
+        RwLock,
+        atomic::{AtomicI64, Ordering},
+    },
     time::Duration,
 };
 
 use prometheus_client::{
-    encoding::{EncodeLabelSet, prometheus_text},
-    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, prometheus_text},
+    metrics::{
+        counter::{ConstCounter, Counter},
+        family::Family,
+        gauge::Gauge,
+        histogram::Histogram,
+    },
     registry::{Metric, Registry},
 };
 use sea_orm::DatabaseConnection;
+
+use crate::telemetry::export;
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 14] = [
@@ -196,6 +207,7 @@ impl Default for Metrics {
             "1 while a standby serves queries",
             Family::default(),
         );
+        registry.register_collector(Box::new(TraceExport));
         Self {
             registry,
             operation_names: RwLock::default(),
@@ -218,6 +230,39 @@ impl Default for Metrics {
             live_listener_reconnects,
             live_listening,
         }
+    }
+}
+
+/// The trace exporter's counts (`telemetry::export`), which belong to the process, not to one
+/// application's registry: read when `/metrics` is scraped.
+#[derive(Debug)]
+struct TraceExport;
+
+impl Collector for TraceExport {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let counts = [
+            (
+                "stations_trace_spans_exported",
+                "Spans the trace collector accepted",
+                &export::SPANS_EXPORTED,
+            ),
+            (
+                "stations_trace_spans_dropped",
+                "Spans dropped because telemetry.otlp.max_queued_spans were waiting",
+                &export::SPANS_DROPPED,
+            ),
+            (
+                "stations_trace_export_failed_spans",
+                "Spans lost because the trace collector refused them or did not answer",
+                &export::SPANS_FAILED,
+            ),
+        ];
+        for (name, help, count) in counts {
+            let counter = ConstCounter::new(count.load(Ordering::Relaxed));
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        Ok(())
     }
 }
 

@@ -18,9 +18,10 @@ use tower_http::{
     trace::TraceLayer,
 };
 use tracing::{Span, field::Empty};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::auth::{AuthSetupError, Authenticator};
-use crate::configuration::Settings;
+use crate::configuration::{DatabaseTarget, Settings};
 use crate::connections::{self, ConnectionLimits};
 use crate::database::standbys::Standbys;
 use crate::database::{self, ConnectError, migrations};
@@ -35,6 +36,7 @@ use crate::metrics::Metrics;
 use crate::routes;
 use crate::routes::sites::HostAllowlist;
 use crate::state::AppState;
+use crate::telemetry::{sql::StatementSpans, traces};
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -103,10 +105,7 @@ impl Application {
             );
         }
         let metrics = Arc::new(Metrics::default());
-        {
-            let metrics = Arc::clone(&metrics);
-            db.set_metric_callback(move |info| metrics.record_statement(info.elapsed, info.failed));
-        }
+        observe_statements(&mut db, &metrics, &settings.database.target());
         let limits = Limits::new(&settings.graphql, &settings.server);
         let documents = if settings.graphql.persisted_only {
             let manifest = Manifest::load(Path::new(&settings.graphql.persisted_manifest))?;
@@ -129,11 +128,9 @@ impl Application {
         }
         let mut standby_pools = Vec::with_capacity(settings.database.read_urls.len());
         for index in 0..settings.database.read_urls.len() {
-            let mut pool = database::connect_standby(&settings.database.standby(index)).await?;
-            let metrics = Arc::clone(&metrics);
-            pool.set_metric_callback(move |info| {
-                metrics.record_statement(info.elapsed, info.failed)
-            });
+            let standby = settings.database.standby(index);
+            let mut pool = database::connect_standby(&standby).await?;
+            observe_statements(&mut pool, &metrics, &standby.target());
             standby_pools.push(pool);
         }
         let standbys = Arc::new(Standbys::new(
@@ -315,6 +312,22 @@ impl Application {
     }
 }
 
+/// Every statement of `pool` counted in the metrics and, while traces are sent, a span.
+fn observe_statements(
+    pool: &mut DatabaseConnection,
+    metrics: &Arc<Metrics>,
+    target: &DatabaseTarget,
+) {
+    let metrics = Arc::clone(metrics);
+    let spans = StatementSpans::for_database(target);
+    pool.set_metric_callback(move |info| {
+        metrics.record_statement(info.elapsed, info.failed);
+        if let Some(spans) = &spans {
+            spans.record(info);
+        }
+    });
+}
+
 async fn bind(address: &str) -> Result<TcpListener, StartupError> {
     TcpListener::bind(address)
         .await
@@ -372,7 +385,7 @@ pub fn router(state: AppState, settings: &Settings, metrics_on_main_port: bool) 
                         .get(&REQUEST_ID)
                         .and_then(|value| value.to_str().ok())
                         .unwrap_or_default();
-                    tracing::info_span!(
+                    let span = tracing::info_span!(
                         "request",
                         request_id,
                         method = %request.method(),
@@ -381,11 +394,28 @@ pub fn router(state: AppState, settings: &Settings, metrics_on_main_port: bool) 
                         subject = Empty,
                         status = Empty,
                         latency_ms = Empty,
-                    )
+                        trace_id = Empty,
+                        span_id = Empty,
+                        otel.name = Empty,
+                        otel.kind = Empty,
+                        otel.status_code = Empty,
+                    );
+                    if traces::enabled() {
+                        join_callers_trace(&span, request);
+                    }
+                    span
                 })
                 .on_request(())
                 .on_response(|response: &Response<_>, latency: Duration, span: &Span| {
                     span.record("status", response.status().as_u16());
+                    if traces::enabled() {
+                        let status = response.status();
+                        span.set_attribute("http.response.status_code", i64::from(status.as_u16()));
+                        if status.is_server_error() {
+                            span.record("otel.status_code", "ERROR");
+                            span.set_attribute("error.type", status.as_str().to_owned());
+                        }
+                    }
                     let latency_ms = latency.as_secs_f64() * 1000.0;
                     span.record(
                         "latency_ms",
@@ -399,6 +429,46 @@ pub fn router(state: AppState, settings: &Settings, metrics_on_main_port: bool) 
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
         .layer(middleware::map_request(drop_unusable_request_id))
         .with_state(state)
+}
+
+/// Makes the request's span an OpenTelemetry server span, under the caller's trace when its
+/// `traceparent` names one, and puts the trace's ids on the request's log lines.
+fn join_callers_trace(span: &Span, request: &Request) {
+    /// Routes a span may be named after; any other path (chosen by the client) is not.
+    const ROUTES: [&str; 4] = ["/graphql", "/health/live", "/health/ready", "/metrics"];
+
+    let _ = span.set_parent(traces::incoming_context(request.headers()));
+    let method = request.method().as_str();
+    let path = request.uri().path();
+    span.record("otel.kind", "server");
+    match ROUTES.iter().find(|route| **route == path) {
+        Some(route) => {
+            span.record("otel.name", format!("{method} {route}"));
+            span.set_attribute("http.route", *route);
+        }
+        None => {
+            span.record("otel.name", method);
+        }
+    }
+    span.set_attribute("http.request.method", method.to_owned());
+    span.set_attribute("url.path", path.to_owned());
+    span.set_attribute("url.scheme", "http");
+    span.set_attribute(
+        "network.protocol.version",
+        protocol_version(request.version()),
+    );
+    if let Some((trace_id, span_id)) = traces::sampled_ids(&span.context()) {
+        span.record("trace_id", trace_id);
+        span.record("span_id", span_id);
+    }
+}
+
+fn protocol_version(version: axum::http::Version) -> &'static str {
+    match version {
+        axum::http::Version::HTTP_10 => "1.0",
+        axum::http::Version::HTTP_2 => "2",
+        _ => "1.1",
+    }
 }
 
 /// A client's own `x-request-id` is kept when it is a short token; anything else (long, or

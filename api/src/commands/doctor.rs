@@ -25,7 +25,7 @@ use crate::database::{
 const MINIMUM_SERVER_VERSION: i32 = 130_000;
 
 /// The checks, in order, with the exit code a failure of each gives.
-const CHECKS: [(&str, u8); 10] = [
+const CHECKS: [(&str, u8); 11] = [
     ("configuration loads", 2),
     ("host resolves", 3),
     ("TCP connects", 3),
@@ -36,6 +36,7 @@ const CHECKS: [(&str, u8); 10] = [
     ("server version is supported", 8),
     ("identity provider's keys load", 9),
     ("standbys replay the primary", 10),
+    ("trace collector accepts spans", 11),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -291,6 +292,10 @@ pub async fn run() -> Report {
         Ok(detail) => report.pass(detail),
         Err((problem, fix)) => return report.fail(problem, fix),
     }
+    match check_trace_collector(&settings).await {
+        Ok(detail) => report.pass(detail),
+        Err((problem, fix)) => return report.fail(problem, fix),
+    }
     report.done()
 }
 
@@ -326,6 +331,69 @@ async fn check_identity_provider(
         }
     }
     Ok(report)
+}
+
+/// The OTLP receiver of `telemetry.otlp.endpoint`, sent an empty batch of spans as the
+/// exporter would send one (OTLP/HTTP, protobuf, with the configured headers).
+async fn check_trace_collector(settings: &Settings) -> Result<String, (String, String)> {
+    let otlp = &settings.telemetry.otlp;
+    let Some(url) = otlp.traces_url() else {
+        return Ok("telemetry.otlp.endpoint is empty: no traces are sent".to_owned());
+    };
+    let shown = without_credentials(&url);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|_| {
+            (
+                "no HTTP client could be built".to_owned(),
+                "check the machine's TLS roots".to_owned(),
+            )
+        })?;
+    let mut request = client
+        .post(&url)
+        .header("content-type", "application/x-protobuf")
+        // An ExportTraceServiceRequest with no spans encodes as no bytes at all.
+        .body(Vec::new());
+    for (name, value) in &otlp.headers {
+        request = request.header(name, secrecy::ExposeSecret::expose_secret(value));
+    }
+    match request.send().await {
+        Ok(response) if response.status().is_success() => Ok(format!("{shown} accepts OTLP spans")),
+        Ok(response) => Err((
+            format!("{shown} answered {}", response.status()),
+            "point telemetry.otlp.endpoint (OTEL_EXPORTER_OTLP_ENDPOINT) at the collector's \
+             OTLP/HTTP port (4318, not gRPC's 4317), with the headers it expects in \
+             OTEL_EXPORTER_OTLP_HEADERS"
+                .to_owned(),
+        )),
+        Err(error) => Err((
+            format!(
+                "nothing accepts spans at {shown}: {}",
+                if error.is_timeout() {
+                    "no answer within 3 s".to_owned()
+                } else {
+                    error.without_url().to_string()
+                }
+            ),
+            "start the collector, or correct telemetry.otlp.endpoint \
+             (OTEL_EXPORTER_OTLP_ENDPOINT); empty turns traces off"
+                .to_owned(),
+        )),
+    }
+}
+
+/// `url` without a user name or password, to be shown.
+fn without_credentials(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Err(_) => "telemetry.otlp.endpoint".to_owned(),
+    }
 }
 
 /// Each of `database.read_urls` accepts a connection, is a standby, and belongs to the

@@ -269,7 +269,7 @@ async fn connect(settings: &Settings) -> Result<DatabaseConnection, Failure> {
 
 fn load_settings() -> Result<Settings, Failure> {
     let settings = Settings::load().map_err(Failure::usage)?;
-    telemetry::init(&settings.log);
+    telemetry::init(&settings.log, &settings.telemetry);
     Ok(settings)
 }
 

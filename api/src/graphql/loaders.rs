@@ -28,12 +28,14 @@ use async_graphql::Context;
 use entity::{observation, station};
 use sea_orm::{EntityTrait, QueryFilter};
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 use crate::database::standbys::ReadConnection;
 use crate::error::ApiError;
 use crate::service::observation::{
     self as observations, ObservationPage, Summary, TimeRange, Window,
 };
+use crate::telemetry::traces;
 
 /// Loads `key` through this operation's batches, or alone where there are none (the fields
 /// of a subscription's event, which resolve one object at a time).
@@ -140,7 +142,20 @@ impl OperationBatches {
                     .map(|open| open.keys.into_iter().collect())
                     .unwrap_or_default()
             };
-            let loaded = load(db, &keys).await.map(Arc::new);
+            let loading = load(db, &keys);
+            let loaded = if traces::enabled() {
+                let question = short_type_name::<Asked>();
+                let span = tracing::info_span!(
+                    "batch",
+                    otel.name = format!("load {question}"),
+                    loader = question,
+                    keys = keys.len(),
+                );
+                loading.instrument(span).await
+            } else {
+                loading.await
+            }
+            .map(Arc::new);
             leader.0.set(Some(loaded));
         }
         loop {
@@ -178,6 +193,13 @@ pub struct StationRow;
 /// The station's most recent observation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct LatestObservation;
+
+/// `StationRow` for `stations_api::graphql::loaders::StationRow`: a batch's span says which
+/// question it answered.
+fn short_type_name<T>() -> &'static str {
+    let name = std::any::type_name::<T>();
+    name.rsplit("::").next().unwrap_or(name)
+}
 
 /// A database failure, as every waiting resolver gets it (logged once, here).
 fn failure(error: sea_orm::DbErr) -> async_graphql::Error {

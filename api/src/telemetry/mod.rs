@@ -1,4 +1,9 @@
-//! The tracing subscriber, set up once per process.
+//! The tracing subscriber, set up once per process: log lines, and OpenTelemetry traces when
+//! they are configured ([`traces`]).
+
+pub mod export;
+pub mod sql;
+pub mod traces;
 
 use std::{
     io::BufWriter,
@@ -8,18 +13,20 @@ use std::{
 use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
-use crate::configuration::{LogFormat, LogSettings};
+use crate::configuration::{LogFormat, LogSettings, TelemetrySettings};
 
-/// Installs the global subscriber: `RUST_LOG` when set, else `log.filter`; JSON lines or
-/// human-readable lines as `log.format` says. Logs go to standard error, so that commands whose
-/// output is data (`stations-api schema`) can be redirected to a file. Later calls are ignored,
-/// so tests may call it once per test.
-pub fn init(settings: &LogSettings) {
+/// Installs the global subscriber: log lines filtered by `RUST_LOG` when set, else
+/// `log.filter`, as JSON lines or human-readable lines as `log.format` says; and, when
+/// `telemetry.otlp.endpoint` is set, traces, whose spans the log filter does not thin out.
+/// Logs go to standard error, so that commands whose output is data (`stations-api schema`)
+/// can be redirected to a file. Later calls are ignored, so tests may call it once per test.
+pub fn init(log: &LogSettings, telemetry: &TelemetrySettings) {
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&settings.filter))
+        .or_else(|_| EnvFilter::try_new(&log.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter);
-    let result = match settings.format {
+    let traces = traces::layer(telemetry).map(|spans| spans.and_then(sql::PoolWaits::layer()));
+    let registry = tracing_subscriber::registry().with(traces);
+    let result = match log.format {
         LogFormat::Json => registry
             .with(
                 fmt::layer()
@@ -29,20 +36,30 @@ pub fn init(settings: &LogSettings) {
                     // current span again beside them was a third of each access-log line.
                     .with_current_span(false)
                     .with_span_list(true)
-                    .with_writer(background_stderr()),
+                    .with_writer(background_stderr())
+                    .with_filter(filter),
             )
             .try_init(),
         LogFormat::Pretty => registry
-            .with(fmt::layer().with_writer(std::io::stderr))
+            .with(
+                fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter),
+            )
             .try_init(),
     };
     // A subscriber is already installed (a second test in the same process): keep it.
     drop(result);
 }
 
-/// Writes the JSON log lines not written yet, and stops the thread that writes them. `main`
-/// calls it before the process exits.
-pub fn flush() {
+/// Sends the spans not sent yet, writes the JSON log lines not written yet, and stops the
+/// thread that writes them. `main` calls it before the process exits.
+pub async fn shutdown() {
+    traces::shutdown().await;
+    flush_logs();
+}
+
+fn flush_logs() {
     let guard = WRITER.lock().unwrap_or_else(PoisonError::into_inner).take();
     drop(guard);
 }

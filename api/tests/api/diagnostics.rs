@@ -42,7 +42,7 @@ async fn doctor_passes_every_check_on_a_migrated_database() {
     assert_eq!(code, 0, "{stdout}");
     assert_eq!(
         stdout.lines().filter(|line| line.starts_with('✓')).count(),
-        10,
+        11,
         "{stdout}"
     );
 
@@ -51,7 +51,7 @@ async fn doctor_passes_every_check_on_a_migrated_database() {
     assert!(output.status.success());
     let report: Value = serde_json::from_str(&json).expect("doctor --json prints JSON");
     assert_eq!(report["ok"], true);
-    assert_eq!(report["checks"].as_array().unwrap().len(), 10);
+    assert_eq!(report["checks"].as_array().unwrap().len(), 11);
 }
 
 #[test]

@@ -329,7 +329,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = test_settings();
     settings.database.url = SecretString::from(database.url.clone());
     customize(&mut settings);
-    stations_api::telemetry::init(&settings.log);
+    stations_api::telemetry::init(&settings.log, &settings.telemetry);
 
     let application = Application::build(&settings)
         .await

@@ -31,3 +31,4 @@ mod scram_cluster;
 mod series;
 mod standbys;
 mod subscriptions;
+mod traces;

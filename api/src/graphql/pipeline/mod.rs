@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! Pipeline::new()
-//!     .then(Telemetry)          every operation timed and labelled, refusals included
+//!     .then(Telemetry)          every operation timed, labelled and traced, refusals included
 //!     .then(Documents)          persisted queries, the parsed-document store, the parser
 //!     .then(Cost)               what validation will walk; which operation runs; depth, complexity
 //!     .then(OperationTransport) a GET carries no mutation, plain HTTP no subscription
@@ -81,10 +81,12 @@ use async_graphql::{
     parser::types::OperationType,
 };
 use axum::http::{HeaderMap, HeaderValue, header};
+use tracing::{Instrument, field::Empty};
 
 use crate::error::ErrorCode;
 use crate::graphql::document_analysis::selected_operation;
 use crate::graphql::document_store::DocumentHash;
+use crate::telemetry::traces;
 
 #[cfg(doc)]
 use authorization::Authorization;
@@ -205,6 +207,8 @@ pub struct OperationRecord {
     prepared: OnceLock<PreparedOperation>,
     /// Whether it passed validation and ran.
     ran: AtomicBool,
+    /// Its span in the request's trace, while traces are sent.
+    span: OnceLock<tracing::Span>,
 }
 
 impl OperationRecord {
@@ -218,6 +222,11 @@ impl OperationRecord {
 
     pub fn ran(&self) -> bool {
         self.ran.load(Ordering::Relaxed)
+    }
+
+    /// Its span, when traces are sent.
+    pub fn span(&self) -> Option<&tracing::Span> {
+        self.span.get()
     }
 }
 
@@ -376,7 +385,21 @@ struct Operation<Policies> {
 impl<Policies: Policy> Extension for Operation<Policies> {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let started = Instant::now();
-        let mut response = next.run(ctx).await;
+        let mut response = if traces::enabled() {
+            // Named once the document says what it is (`telemetry::Telemetry::finish`).
+            let span = tracing::info_span!(
+                "graphql",
+                otel.status_code = Empty,
+                graphql.operation.name = Empty,
+                graphql.operation.type = Empty,
+                graphql.document.hash = Empty,
+                error.type = Empty,
+            );
+            let _ = self.record.span.set(span.clone());
+            next.run(ctx).instrument(span).await
+        } else {
+            next.run(ctx).await
+        };
         // Every error leaves with a stable code; async-graphql's own errors carry none.
         for error in &mut response.errors {
             if ErrorCode::of(error).is_none() {

@@ -3,11 +3,14 @@
 //! outcome ("ok" or the first error's code) and its duration, refusals included. The log
 //! span names it as it ran, else as the client named it, else "anonymous"; the metrics label
 //! it by the name it ran under, and every operation refused before it ran as "unvalidated".
-//! Names are cut at 64 characters.
+//! Names are cut at 64 characters. While traces are sent, it also names the operation's span
+//! ("query Stations") and marks it failed with the first error's code.
 
 use std::{borrow::Cow, sync::Arc, time::Duration};
 
-use async_graphql::Response;
+use async_graphql::{Response, parser::types::OperationType};
+use opentelemetry::trace::TraceContextExt;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::{OperationRecord, Policy};
 use crate::error::ErrorCode;
@@ -35,6 +38,9 @@ impl Policy for Telemetry {
             .or(record.named_by_client())
             .map_or(Cow::Borrowed(ANONYMOUS), shortened);
         tracing::Span::current().record("operation", &*logged);
+        if let Some(span) = record.span() {
+            name_span(span, record, ran_as, response);
+        }
         // Only an operation that passed validation earns a label of its own: names of
         // refused documents, chosen freely by anyone, must not fill the label slots. (The
         // metrics cut and clean label values themselves.)
@@ -44,6 +50,44 @@ impl Policy for Telemetry {
             None => UNVALIDATED,
         };
         self.metrics.record_request(label, outcome, elapsed);
+    }
+}
+
+/// Names the operation's span as OpenTelemetry's GraphQL conventions say ("query Stations",
+/// or the type alone for an operation without a name, or one refused before it was known),
+/// with its document's hash, and its first error's code when it failed.
+fn name_span(
+    span: &tracing::Span,
+    record: &OperationRecord,
+    ran_as: Option<&str>,
+    response: &Response,
+) {
+    let prepared = record.prepared();
+    let kind = prepared.map(|operation| match operation.kind {
+        OperationType::Query => "query",
+        OperationType::Mutation => "mutation",
+        OperationType::Subscription => "subscription",
+    });
+    let name = match (kind, ran_as) {
+        (Some(kind), Some(name)) => {
+            span.record("graphql.operation.name", &*shortened(name));
+            format!("{kind} {}", shortened(name))
+        }
+        (Some(kind), None) => kind.to_owned(),
+        (None, _) => "GraphQL operation".to_owned(),
+    };
+    // The span has started by now, and tracing-opentelemetry renames (`otel.name`) only a
+    // span that has not.
+    span.context().span().update_name(name);
+    if let Some(kind) = kind {
+        span.record("graphql.operation.type", kind);
+    }
+    if let Some(hash) = prepared.and_then(|operation| operation.hash) {
+        span.record("graphql.document.hash", tracing::field::debug(hash));
+    }
+    if let Some(error) = response.errors.first() {
+        span.record("otel.status_code", "ERROR");
+        span.record("error.type", ErrorCode::label_of(error));
     }
 }
 

@@ -1,0 +1,510 @@
+//! OpenTelemetry traces, received as a collector receives them: the server sends OTLP/HTTP
+//! protobuf to a receiver in this file, which decodes it with the protocol's own message
+//! definitions (`opentelemetry-proto`).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{Router, body::Bytes, extract::State, routing::post};
+use opentelemetry_proto::tonic::{
+    collector::trace::v1::ExportTraceServiceRequest,
+    common::v1::{AnyValue, any_value},
+    trace::v1::span::SpanKind,
+};
+use prost::Message;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::helpers::{ServerProcess, TestDatabase, run, stations_api};
+use crate::scram_cluster::free_port;
+
+/// One span as the receiver got it, ids in hexadecimal.
+#[derive(Debug, Clone)]
+struct ReceivedSpan {
+    trace_id: String,
+    span_id: String,
+    parent_span_id: String,
+    name: String,
+    kind: i32,
+    attributes: HashMap<String, String>,
+    service_name: String,
+}
+
+impl ReceivedSpan {
+    fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes.get(key).map(String::as_str)
+    }
+}
+
+/// An OTLP/HTTP receiver on a free loopback port.
+struct Receiver {
+    endpoint: String,
+    spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+    arrived: Arc<Notify>,
+}
+
+#[derive(Clone)]
+struct Inbox {
+    spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+    arrived: Arc<Notify>,
+}
+
+impl Receiver {
+    async fn start() -> Self {
+        let inbox = Inbox {
+            spans: Arc::default(),
+            arrived: Arc::new(Notify::new()),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the receiver");
+        let address = listener.local_addr().expect("the receiver's address");
+        let app = Router::new()
+            .route("/v1/traces", post(receive))
+            .with_state(inbox.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self {
+            endpoint: format!("http://{address}"),
+            spans: inbox.spans,
+            arrived: inbox.arrived,
+        }
+    }
+
+    /// The spans of `trace_id` once `complete` accepts them, waiting for each export up to
+    /// 30 seconds in all.
+    async fn trace(
+        &self,
+        trace_id: &str,
+        complete: impl Fn(&[ReceivedSpan]) -> bool,
+    ) -> Vec<ReceivedSpan> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let arrived = self.arrived.notified();
+            let spans: Vec<ReceivedSpan> = self
+                .spans
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|span| span.trace_id == trace_id)
+                .cloned()
+                .collect();
+            if complete(&spans) {
+                return spans;
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                panic!("the trace never completed; it holds {spans:#?}");
+            }
+        }
+    }
+
+    fn all(&self) -> Vec<ReceivedSpan> {
+        self.spans.lock().unwrap().clone()
+    }
+}
+
+async fn receive(State(inbox): State<Inbox>, body: Bytes) -> Vec<u8> {
+    let request = ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf request");
+    let mut received = Vec::new();
+    for resource_spans in request.resource_spans {
+        let service_name = resource_spans
+            .resource
+            .iter()
+            .flat_map(|resource| &resource.attributes)
+            .find(|attribute| attribute.key == "service.name")
+            .map(|attribute| text(attribute.value.as_ref()))
+            .unwrap_or_default();
+        for scope_spans in resource_spans.scope_spans {
+            for span in scope_spans.spans {
+                received.push(ReceivedSpan {
+                    trace_id: hex(&span.trace_id),
+                    span_id: hex(&span.span_id),
+                    parent_span_id: hex(&span.parent_span_id),
+                    name: span.name,
+                    kind: span.kind,
+                    attributes: span
+                        .attributes
+                        .iter()
+                        .map(|attribute| (attribute.key.clone(), text(attribute.value.as_ref())))
+                        .collect(),
+                    service_name: service_name.clone(),
+                });
+            }
+        }
+    }
+    inbox.spans.lock().unwrap().extend(received);
+    inbox.arrived.notify_waiters();
+    // An empty ExportTraceServiceResponse: nothing rejected.
+    Vec::new()
+}
+
+fn text(value: Option<&AnyValue>) -> String {
+    match value.and_then(|value| value.value.as_ref()) {
+        Some(any_value::Value::StringValue(text)) => text.clone(),
+        Some(any_value::Value::IntValue(number)) => number.to_string(),
+        Some(any_value::Value::DoubleValue(number)) => number.to_string(),
+        Some(any_value::Value::BoolValue(flag)) => flag.to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// A server sending its traces to `receiver` every 50 ms, which accepts [`TOKEN`].
+fn traced_server(
+    database: &TestDatabase,
+    receiver: &Receiver,
+    env: &[(&str, &str)],
+) -> (ServerProcess, String) {
+    let token_hash = sha256_hex(TOKEN);
+    let mut all = vec![
+        ("APP__TELEMETRY__OTLP__ENDPOINT", receiver.endpoint.as_str()),
+        ("APP__TELEMETRY__OTLP__EXPORT_INTERVAL_MS", "50"),
+        ("OTEL_SERVICE_NAME", "stations-under-test"),
+        ("APP__AUTH__TOKEN_SHA256", token_hash.as_str()),
+    ];
+    all.extend_from_slice(env);
+    ServerProcess::start(&database.url, &all)
+}
+
+/// The bearer token every traced request carries: no span may show it.
+const TOKEN: &str = "trace-test-token-7f3a9c";
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(text.as_bytes()))
+}
+
+const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN: &str = "00f067aa0ba902b7";
+
+async fn post_traced(
+    address: &str,
+    traceparent: &str,
+    query: &str,
+    variables: Value,
+) -> (Value, Option<String>) {
+    let response = reqwest::Client::new()
+        .post(format!("{address}/graphql"))
+        .header("traceparent", traceparent)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .expect("POST /graphql");
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    (response.json().await.expect("a JSON body"), request_id)
+}
+
+fn only(spans: &[ReceivedSpan], wanted: impl Fn(&ReceivedSpan) -> bool) -> &ReceivedSpan {
+    let found: Vec<&ReceivedSpan> = spans.iter().filter(|span| wanted(span)).collect();
+    assert_eq!(found.len(), 1, "expected one such span in {spans:#?}");
+    found[0]
+}
+
+#[tokio::test]
+async fn a_query_is_one_trace_from_the_callers_span_down_to_each_statement() {
+    let database = TestDatabase::migrated().await;
+    let receiver = Receiver::start().await;
+    // Trusted, so that the caller's flag decides: its trace is then the test's to look for.
+    let (mut server, address) = traced_server(
+        &database,
+        &receiver,
+        &[("APP__TELEMETRY__TRUST_INCOMING_SAMPLING", "true")],
+    );
+    let secret_name = "Needle Station 7c1e";
+    let (created, _) = post_traced(
+        &address,
+        "00-11111111111111111111111111111111-2222222222222222-01",
+        "mutation AddOne($input: CreateStationInput!) { createStation(input: $input) { id } }",
+        json!({ "input": { "code": "NEEDLE-7C1E", "name": secret_name, "lat": 1.5, "lng": 2.5 } }),
+    )
+    .await;
+    assert!(created.get("errors").is_none(), "{created}");
+    let id = created["data"]["createStation"]["id"].clone();
+
+    let traceparent = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
+    let (body, request_id) = post_traced(
+        &address,
+        &traceparent,
+        "query Near($id: ID!) { station(id: $id) { code latestObservation { observedAt } } }",
+        json!({ "id": id }),
+    )
+    .await;
+    assert!(body.get("errors").is_none(), "{body}");
+
+    let spans = receiver
+        .trace(CALLER_TRACE, |spans| {
+            spans.iter().any(|span| span.name == "POST /graphql")
+                && spans
+                    .iter()
+                    .any(|span| span.name == "load LatestObservation")
+                && spans
+                    .iter()
+                    .filter(|span| span.kind == SpanKind::Client as i32)
+                    .count()
+                    >= 2
+        })
+        .await;
+    let server_span = only(&spans, |span| span.name == "POST /graphql");
+    assert_eq!(
+        server_span.parent_span_id, CALLER_SPAN,
+        "the caller's span is the parent"
+    );
+    assert_eq!(server_span.kind, SpanKind::Server as i32);
+    assert_eq!(server_span.service_name, "stations-under-test");
+    assert_eq!(server_span.attribute("http.request.method"), Some("POST"));
+    assert_eq!(server_span.attribute("http.route"), Some("/graphql"));
+    assert_eq!(
+        server_span.attribute("http.response.status_code"),
+        Some("200")
+    );
+
+    let operation = only(&spans, |span| span.name == "query Near");
+    assert_eq!(operation.parent_span_id, server_span.span_id);
+    assert_eq!(operation.attribute("graphql.operation.type"), Some("query"));
+    assert_eq!(operation.attribute("graphql.operation.name"), Some("Near"));
+    assert_eq!(
+        operation.attribute("graphql.document.hash").map(str::len),
+        Some(64),
+        "{operation:#?}"
+    );
+
+    let station = only(&spans, |span| span.name == "SELECT stations");
+    assert_eq!(station.parent_span_id, operation.span_id);
+    assert_eq!(station.kind, SpanKind::Client as i32);
+    assert_eq!(station.attribute("db.system.name"), Some("postgresql"));
+    assert_eq!(
+        station.attribute("db.namespace"),
+        Some(database.name.as_str())
+    );
+    assert_eq!(station.attribute("db.operation.name"), Some("SELECT"));
+    assert_eq!(station.attribute("db.collection.name"), Some("stations"));
+    let statement = station
+        .attribute("db.query.text")
+        .expect("the statement's text");
+    assert!(
+        statement.contains("$1"),
+        "placeholders, not values: {statement}"
+    );
+
+    // The latest observation is read by a batch, whose statement sits under it.
+    let batch = only(&spans, |span| span.name == "load LatestObservation");
+    assert_eq!(batch.parent_span_id, operation.span_id);
+    assert_eq!(batch.attribute("keys"), Some("1"));
+    let latest = only(&spans, |span| {
+        span.kind == SpanKind::Client as i32 && span.parent_span_id == batch.span_id
+    });
+    assert!(
+        latest
+            .attribute("db.query.text")
+            .is_some_and(|text| text.contains("observations")),
+        "{latest:#?}"
+    );
+
+    // Each statement waited for its connection, in a span of its own beside it.
+    let waits: Vec<&ReceivedSpan> = spans
+        .iter()
+        .filter(|span| span.name == "wait for a database connection")
+        .collect();
+    assert!(
+        waits
+            .iter()
+            .any(|wait| wait.parent_span_id == operation.span_id)
+            && waits
+                .iter()
+                .any(|wait| wait.parent_span_id == batch.span_id),
+        "{spans:#?}"
+    );
+
+    // The request's log line carries the trace's ids.
+    let request_id = request_id.expect("a request id");
+    let line = server
+        .wait_for(
+            |line| line.contains("request completed") && line.contains(&request_id),
+            Duration::from_secs(10),
+        )
+        .expect("the request's log line");
+    let line: Value = serde_json::from_str(&line).expect("a JSON log line");
+    let request = &line["spans"][0];
+    assert_eq!(request["trace_id"], CALLER_TRACE, "{line}");
+    assert_eq!(request["span_id"], server_span.span_id.as_str(), "{line}");
+
+    // The mutation's trace, and everything sent: no token, password or parameter value.
+    let mutation = receiver
+        .trace("11111111111111111111111111111111", |spans| {
+            spans.iter().any(|span| span.name == "INSERT stations")
+        })
+        .await;
+    let insert = only(&mutation, |span| span.name == "INSERT stations");
+    assert_eq!(insert.attribute("db.operation.name"), Some("INSERT"));
+    only(&mutation, |span| span.name == "mutation AddOne");
+    for span in receiver.all() {
+        for (key, value) in &span.attributes {
+            for secret in [
+                secret_name,
+                "NEEDLE-7C1E",
+                "not-a-real-token",
+                "stations_test:",
+            ] {
+                assert!(
+                    !value.contains(secret),
+                    "{key} of {} holds {secret:?}: {value}",
+                    span.name
+                );
+            }
+        }
+    }
+    server.terminate();
+}
+
+/// The request's log line, read once the request has been answered: whether it names a trace
+/// says whether the request was traced, without waiting for an export that may never come.
+async fn traced_by(server: &mut ServerProcess, address: &str, traceparent: &str) -> Value {
+    let (body, request_id) = post_traced(
+        address,
+        traceparent,
+        "{ stations(first: 1) { totalCount } }",
+        json!({}),
+    )
+    .await;
+    assert!(body.get("errors").is_none(), "{body}");
+    let request_id = request_id.expect("a request id");
+    let line = server
+        .wait_for(
+            |line| line.contains("request completed") && line.contains(&request_id),
+            Duration::from_secs(10),
+        )
+        .expect("the request's log line");
+    let line: Value = serde_json::from_str(&line).expect("a JSON log line");
+    line["spans"][0]["trace_id"].clone()
+}
+
+#[tokio::test]
+async fn a_callers_sampled_flag_decides_only_when_trusted() {
+    let database = TestDatabase::migrated().await;
+    let receiver = Receiver::start().await;
+    let sampled = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
+    let unsampled = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-00");
+
+    // Nothing is kept (ratio 0), and the caller's "sampled" does not change that.
+    let (mut server, address) = traced_server(
+        &database,
+        &receiver,
+        &[
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0"),
+        ],
+    );
+    assert_eq!(
+        traced_by(&mut server, &address, &sampled).await,
+        Value::Null
+    );
+    server.terminate();
+
+    // Trusted: the caller's flag decides, either way.
+    let (mut server, address) = traced_server(
+        &database,
+        &receiver,
+        &[
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0"),
+        ],
+    );
+    assert_eq!(
+        traced_by(&mut server, &address, &sampled).await,
+        CALLER_TRACE
+    );
+    assert_eq!(
+        traced_by(&mut server, &address, &unsampled).await,
+        Value::Null
+    );
+    server.terminate();
+}
+
+#[tokio::test]
+async fn a_collector_that_is_down_costs_requests_nothing_and_is_counted() {
+    let database = TestDatabase::migrated().await;
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let (mut server, address) = ServerProcess::start(
+        &database.url,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", closed.as_str()),
+            ("APP__TELEMETRY__OTLP__EXPORT_INTERVAL_MS", "50"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        let body = crate::helpers::post_graphql(
+            &client,
+            &address,
+            &json!({ "query": "{ stations(first: 1) { totalCount } }" }),
+        )
+        .await;
+        assert!(body.get("errors").is_none(), "{body}");
+    }
+    let warning = server
+        .wait_for(
+            |line| line.contains("stations_trace_export_failed_spans_total"),
+            Duration::from_secs(30),
+        )
+        .expect("one warning that spans cannot be sent");
+    // The reason, without the collector's URL (which may hold credentials of its own).
+    assert!(!warning.contains(&closed), "{warning}");
+    let metrics = client
+        .get(format!("{address}/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("the metrics");
+    assert!(
+        crate::helpers::metric_value(&metrics, "stations_trace_export_failed_spans_total") > 0,
+        "{metrics}"
+    );
+    server.terminate();
+}
+
+// Multi-threaded: the receiver answers while the test waits for doctor's process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_says_when_the_trace_collector_cannot_be_reached_and_how_to_fix_it() {
+    let database = TestDatabase::migrated().await;
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let (output, stdout, _) = run(stations_api(&["doctor"])
+        .env("DATABASE_URL", &database.url)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &closed));
+    assert_eq!(output.status.code(), Some(11), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "✗ trace collector accepts spans: nothing accepts spans at {closed}/v1/traces"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("fix: start the collector, or correct telemetry.otlp.endpoint"),
+        "{stdout}"
+    );
+
+    let receiver = Receiver::start().await;
+    let (output, stdout, _) = run(stations_api(&["doctor"])
+        .env("DATABASE_URL", &database.url)
+        .env("APP__TELEMETRY__OTLP__ENDPOINT", &receiver.endpoint));
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "✓ trace collector accepts spans: {}/v1/traces accepts OTLP spans",
+            receiver.endpoint
+        )),
+        "{stdout}"
+    );
+}
