@@ -1,5 +1,7 @@
-//! Prometheus metrics at `/metrics`, in the text exposition format, kept with the
-//! `prometheus-client` crate.
+//! Prometheus metrics at `/metrics`, kept with the `prometheus-client` crate: in the
+//! OpenMetrics text format when the scraper asks for it (Prometheus does), which carries the
+//! request histogram's exemplars (the trace id of a request in each bucket, while traces are
+//! sent), else in Prometheus' own text format, which has no place for them.
 //!
 //! Kept per application in a registry of its own rather than a process-wide one: every test
 //! server has its own figures, and a test can count the statements one request causes.
@@ -15,9 +17,10 @@ use std::{
 
 use prometheus_client::{
     collector::Collector,
-    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, prometheus_text},
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, prometheus_text, text},
     metrics::{
         counter::{ConstCounter, Counter},
+        exemplar::HistogramWithExemplars,
         family::Family,
         gauge::Gauge,
         histogram::Histogram,
@@ -26,7 +29,7 @@ use prometheus_client::{
 };
 use sea_orm::DatabaseConnection;
 
-use crate::telemetry::export;
+use crate::telemetry::{export, sql};
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 14] = [
@@ -35,9 +38,6 @@ const BUCKETS: [f64; 14] = [
 /// Operation names a client chooses become label values; past this many distinct ones, the
 /// rest count as "other", so that no client can grow the metrics without bound.
 const MAX_OPERATION_NAMES: usize = 200;
-
-/// The `Content-Type` of what [`Metrics::render`] writes.
-pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -50,10 +50,56 @@ struct OperationLabel {
     operation: String,
 }
 
+/// An exemplar's label: the trace of one request in a bucket.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TraceLabel {
+    trace_id: String,
+}
+
+/// The text formats `/metrics` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposition {
+    /// Prometheus' text format, version 0.0.4: what any scraper reads.
+    Prometheus,
+    /// OpenMetrics 1.0, with exemplars: for a scraper that lists it in `Accept`.
+    OpenMetrics,
+}
+
+impl Exposition {
+    /// OpenMetrics when `accept` lists it with a weight above zero, else Prometheus' format.
+    pub fn negotiate(accept: Option<&str>) -> Self {
+        let wants_open_metrics = accept.is_some_and(|accept| {
+            accept.split(',').any(|range| {
+                let mut parameters = range.split(';').map(str::trim);
+                let media_type = parameters.next().unwrap_or_default();
+                media_type.eq_ignore_ascii_case("application/openmetrics-text")
+                    && !parameters.any(|parameter| {
+                        parameter
+                            .strip_prefix("q=")
+                            .and_then(|weight| weight.parse::<f32>().ok())
+                            .is_some_and(|weight| weight <= 0.0)
+                    })
+            })
+        });
+        if wants_open_metrics {
+            Self::OpenMetrics
+        } else {
+            Self::Prometheus
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Prometheus => prometheus_text::CONTENT_TYPE,
+            Self::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
-    request_duration: Family<OperationLabel, Histogram>,
+    request_duration: Family<OperationLabel, HistogramWithExemplars<TraceLabel>>,
     operation_names: RwLock<HashSet<String>>,
     statements: Counter,
     statement_errors: Counter,
@@ -106,8 +152,8 @@ impl Default for Metrics {
             &mut registry,
             "stations_graphql_request_duration_seconds",
             "Time to answer a GraphQL request",
-            Family::<OperationLabel, Histogram>::new_with_constructor(
-                latency_histogram as fn() -> _,
+            Family::<OperationLabel, HistogramWithExemplars<TraceLabel>>::new_with_constructor(
+                latency_histogram_with_exemplars as fn() -> _,
             ),
         );
         let statements = registered(
@@ -207,7 +253,7 @@ impl Default for Metrics {
             "1 while a standby serves queries",
             Family::default(),
         );
-        registry.register_collector(Box::new(TraceExport));
+        registry.register_collector(Box::new(ProcessWide));
         Self {
             registry,
             operation_names: RwLock::default(),
@@ -233,12 +279,13 @@ impl Default for Metrics {
     }
 }
 
-/// The trace exporter's counts (`telemetry::export`), which belong to the process, not to one
-/// application's registry: read when `/metrics` is scraped.
+/// The trace exporter's counts (`telemetry::export`) and the pools' waits (`telemetry::sql`),
+/// which belong to the process, not to one application's registry: read when `/metrics` is
+/// scraped.
 #[derive(Debug)]
-struct TraceExport;
+struct ProcessWide;
 
-impl Collector for TraceExport {
+impl Collector for ProcessWide {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let counts = [
             (
@@ -262,7 +309,14 @@ impl Collector for TraceExport {
             let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
             counter.encode(metric)?;
         }
-        Ok(())
+        let waits = &*sql::POOL_WAITS;
+        let metric = encoder.encode_descriptor(
+            "stations_db_pool_wait_seconds",
+            "Time a statement waited for a pooled database connection",
+            None,
+            waits.metric_type(),
+        )?;
+        waits.encode(metric)
     }
 }
 
@@ -273,14 +327,25 @@ fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str
     metric
 }
 
+fn latency_histogram_with_exemplars() -> HistogramWithExemplars<TraceLabel> {
+    HistogramWithExemplars::new(BUCKETS.into_iter())
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new(BUCKETS)
 }
 
 impl Metrics {
     /// One GraphQL request: its operation name (as it ran or as the client gave it, or
-    /// "anonymous"), its outcome ("ok" or the first error's code) and how long it took.
-    pub fn record_request(&self, operation: &str, outcome: &'static str, elapsed: Duration) {
+    /// "anonymous"), its outcome ("ok" or the first error's code), how long it took, and its
+    /// trace when it was sampled (the exemplar of its bucket).
+    pub fn record_request(
+        &self,
+        operation: &str,
+        outcome: &'static str,
+        elapsed: Duration,
+        trace_id: Option<String>,
+    ) {
         let operation = self.operation_label(operation);
         self.requests
             .get_or_create(&RequestLabels {
@@ -290,7 +355,11 @@ impl Metrics {
             .inc();
         self.request_duration
             .get_or_create(&OperationLabel { operation })
-            .observe(elapsed.as_secs_f64());
+            .observe(
+                elapsed.as_secs_f64(),
+                trace_id.map(|trace_id| TraceLabel { trace_id }),
+                None,
+            );
     }
 
     /// One SQL statement, as SeaORM reports it.
@@ -364,7 +433,12 @@ impl Metrics {
     }
 
     /// The text exposition format, with the pool's figures read now.
-    pub fn render(&self, db: &DatabaseConnection, database_unavailable: bool) -> String {
+    pub fn render(
+        &self,
+        db: &DatabaseConnection,
+        database_unavailable: bool,
+        exposition: Exposition,
+    ) -> String {
         let pool = db.get_postgres_connection_pool();
         self.pool_connections.set(i64::from(pool.size()));
         self.pool_idle
@@ -372,7 +446,11 @@ impl Metrics {
         self.database_unavailable
             .set(i64::from(database_unavailable));
         let mut text = String::new();
-        if let Err(error) = prometheus_text::encode(&mut text, &self.registry) {
+        let encoded = match exposition {
+            Exposition::Prometheus => prometheus_text::encode(&mut text, &self.registry),
+            Exposition::OpenMetrics => text::encode(&mut text, &self.registry),
+        };
+        if let Err(error) = encoded {
             tracing::error!(error = %error, "could not encode the metrics");
         }
         text
@@ -424,5 +502,46 @@ mod tests {
         }
         assert_eq!(metrics.operation_label("brand_new"), "other");
         assert_eq!(metrics.operation_label("StationsPage"), "StationsPage");
+    }
+
+    #[test]
+    fn open_metrics_is_written_to_a_scraper_that_asks_for_it() {
+        // What Prometheus 2.42 sends.
+        let prometheus = "application/openmetrics-text;version=1.0.0,\
+                          application/openmetrics-text;version=0.0.1;q=0.75,\
+                          text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(
+            Exposition::negotiate(Some(prometheus)),
+            Exposition::OpenMetrics
+        );
+        assert_eq!(Exposition::negotiate(None), Exposition::Prometheus);
+        assert_eq!(Exposition::negotiate(Some("*/*")), Exposition::Prometheus);
+        assert_eq!(
+            Exposition::negotiate(Some("application/openmetrics-text; q=0, text/plain")),
+            Exposition::Prometheus
+        );
+    }
+
+    #[test]
+    fn a_traced_request_is_the_exemplar_of_its_bucket_in_open_metrics_only() {
+        let metrics = Metrics::default();
+        metrics.record_request(
+            "Stations",
+            "ok",
+            Duration::from_millis(3),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736".to_owned()),
+        );
+        let mut open_metrics = String::new();
+        text::encode(&mut open_metrics, &metrics.registry).unwrap();
+        assert!(
+            open_metrics.lines().any(|line| line.starts_with(
+                "stations_graphql_request_duration_seconds_bucket{le=\"0.005\",operation=\"Stations\"} 1 \
+                 # {trace_id=\"4bf92f3577b34da6a3ce929d0e0e4736\"} 0.003"
+            )),
+            "{open_metrics}"
+        );
+        let mut prometheus = String::new();
+        prometheus_text::encode(&mut prometheus, &metrics.registry).unwrap();
+        assert!(!prometheus.contains("trace_id"), "{prometheus}");
     }
 }

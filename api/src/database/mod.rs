@@ -164,17 +164,13 @@ fn request_pool_options(
 }
 
 fn pool_options(settings: &DatabaseSettings) -> PgPoolOptions {
-    let options = PgPoolOptions::new()
+    PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .min_connections(settings.min_connections)
-        .acquire_timeout(settings.acquire_timeout());
-    // While traces are sent, the pool reports how long each connection took to hand over:
-    // the wait's span (telemetry::sql). Off, it reports nothing and costs nothing.
-    if crate::telemetry::traces::enabled() {
-        options.acquire_time_level(tracing::log::LevelFilter::Debug)
-    } else {
-        options
-    }
+        .acquire_timeout(settings.acquire_timeout())
+        // The pool reports how long each connection took to hand over: the pool-wait metric,
+        // and the wait's span while traces are sent (telemetry::sql).
+        .acquire_time_level(tracing::log::LevelFilter::Debug)
 }
 
 async fn open_pool(

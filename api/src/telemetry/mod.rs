@@ -24,8 +24,9 @@ pub fn init(log: &LogSettings, telemetry: &TelemetrySettings) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&log.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let traces = traces::layer(telemetry).map(|spans| spans.and_then(sql::PoolWaits::layer()));
-    let registry = tracing_subscriber::registry().with(traces);
+    let registry = tracing_subscriber::registry()
+        .with(traces::layer(telemetry))
+        .with(sql::PoolWaits::layer());
     let result = match log.format {
         LogFormat::Json => registry
             .with(

@@ -11,12 +11,16 @@
 //! long that took), both timed by the code that did the work. Text only: SeaORM sends values
 //! as bind parameters, and their values are never read here.
 
-use std::time::{Duration, SystemTime};
+use std::{
+    sync::LazyLock,
+    time::{Duration, SystemTime},
+};
 
 use opentelemetry::{
     Context, KeyValue,
     trace::{SpanKind, Status, TraceContextExt, Tracer},
 };
+use prometheus_client::metrics::histogram::Histogram;
 use sea_orm::metric::Info;
 use tracing::{
     Event, Subscriber,
@@ -33,6 +37,14 @@ use crate::configuration::DatabaseTarget;
 
 /// Where sqlx reports how long a connection took to acquire.
 const ACQUIRE_TARGET: &str = "sqlx::pool::acquire";
+
+/// How long statements waited for a pooled connection, in seconds, in every pool of the process
+/// (`stations_db_pool_wait_seconds`): a pool too small for its load shows here first.
+pub static POOL_WAITS: LazyLock<Histogram> = LazyLock::new(|| {
+    Histogram::new([
+        0.000_1, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    ])
+});
 
 /// The attributes every statement of one pool shares.
 #[derive(Clone, Debug)]
@@ -109,8 +121,8 @@ fn record_wait(waited: Duration) {
     opentelemetry::trace::Span::end_with_timestamp(&mut span, ended);
 }
 
-/// Receives sqlx's report of each acquired connection (`acquired_after_secs`), which the
-/// pools send while tracing is on (`database::pool_options`).
+/// Receives sqlx's report of each acquired connection (`acquired_after_secs`, sent by every
+/// pool: `database::pool_options`): counted in [`POOL_WAITS`], and a span while traces are sent.
 pub struct PoolWaits;
 
 impl PoolWaits {
@@ -131,7 +143,10 @@ impl<S: Subscriber> Layer<S> for PoolWaits {
             .0
             .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
         {
-            record_wait(Duration::from_secs_f64(seconds));
+            POOL_WAITS.observe(seconds);
+            if traces::enabled() {
+                record_wait(Duration::from_secs_f64(seconds));
+            }
         }
     }
 }

@@ -15,6 +15,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use super::{OperationRecord, Policy};
 use crate::error::ErrorCode;
 use crate::metrics::Metrics;
+use crate::telemetry::traces;
 
 pub struct Telemetry {
     metrics: Arc<Metrics>,
@@ -38,9 +39,10 @@ impl Policy for Telemetry {
             .or(record.named_by_client())
             .map_or(Cow::Borrowed(ANONYMOUS), shortened);
         tracing::Span::current().record("operation", &*logged);
-        if let Some(span) = record.span() {
+        let trace_id = record.span().and_then(|span| {
             name_span(span, record, ran_as, response);
-        }
+            traces::sampled_ids(&span.context()).map(|(trace_id, _)| trace_id)
+        });
         // Only an operation that passed validation earns a label of its own: names of
         // refused documents, chosen freely by anyone, must not fill the label slots. (The
         // metrics cut and clean label values themselves.)
@@ -49,7 +51,8 @@ impl Policy for Telemetry {
             None if record.ran() => ANONYMOUS,
             None => UNVALIDATED,
         };
-        self.metrics.record_request(label, outcome, elapsed);
+        self.metrics
+            .record_request(label, outcome, elapsed, trace_id);
     }
 }
 
@@ -94,7 +97,7 @@ fn name_span(
 /// Counts a request the transport refused before it became an operation (a body too large,
 /// a malformed parameter), beside the operations.
 pub fn record_refused_request(metrics: &Metrics, code: ErrorCode, elapsed: Duration) {
-    metrics.record_request(REFUSED_BY_TRANSPORT, code.as_str(), elapsed);
+    metrics.record_request(REFUSED_BY_TRANSPORT, code.as_str(), elapsed, None);
 }
 
 const ANONYMOUS: &str = "anonymous";
