@@ -18,6 +18,7 @@ mod kubernetes;
 mod live;
 mod migrations;
 mod mutations;
+mod observability;
 mod observations;
 mod outage;
 mod pagination;

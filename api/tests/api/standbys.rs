@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, error_code, error_field, run, spawn_app_with, stations_api};
 use crate::scram_cluster::ScramCluster;
 
-const USER: &str = "stations";
-const PASSWORD: &str = "standby-Passw0rd";
+pub const USER: &str = "stations";
+pub const PASSWORD: &str = "standby-Passw0rd";
 const CREATE: &str =
     "mutation($input: CreateStationInput!) { createStation(input: $input) { id code } }";
 const CODES: &str = "{ stations(first: 100) { edges { node { code } } } }";
@@ -159,7 +159,7 @@ impl Replicated {
 
 /// A primary with the stations database, and its standby; `pg_basebackup` blocks, so it runs
 /// off the runtime's threads.
-async fn start_pair() -> (ScramCluster, ScramCluster) {
+pub async fn start_pair() -> (ScramCluster, ScramCluster) {
     let primary = ScramCluster::start(USER, PASSWORD, "stations").await;
     tokio::task::spawn_blocking(move || {
         let standby = primary.start_standby(USER, PASSWORD);

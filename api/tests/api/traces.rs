@@ -23,11 +23,11 @@ use crate::scram_cluster::free_port;
 
 /// One span as the receiver got it, ids in hexadecimal.
 #[derive(Debug, Clone)]
-struct ReceivedSpan {
-    trace_id: String,
+pub struct ReceivedSpan {
+    pub trace_id: String,
     span_id: String,
     parent_span_id: String,
-    name: String,
+    pub name: String,
     kind: i32,
     attributes: HashMap<String, String>,
     service_name: String,
@@ -40,8 +40,8 @@ impl ReceivedSpan {
 }
 
 /// An OTLP/HTTP receiver on a free loopback port.
-struct Receiver {
-    endpoint: String,
+pub struct Receiver {
+    pub endpoint: String,
     spans: Arc<Mutex<Vec<ReceivedSpan>>>,
     arrived: Arc<Notify>,
 }
@@ -53,7 +53,7 @@ struct Inbox {
 }
 
 impl Receiver {
-    async fn start() -> Self {
+    pub async fn start() -> Self {
         let inbox = Inbox {
             spans: Arc::default(),
             arrived: Arc::new(Notify::new()),
@@ -75,7 +75,7 @@ impl Receiver {
 
     /// The spans of `trace_id` once `complete` accepts them, waiting for each export up to
     /// 30 seconds in all.
-    async fn trace(
+    pub async fn trace(
         &self,
         trace_id: &str,
         complete: impl Fn(&[ReceivedSpan]) -> bool,
@@ -100,7 +100,7 @@ impl Receiver {
         }
     }
 
-    fn all(&self) -> Vec<ReceivedSpan> {
+    pub fn all(&self) -> Vec<ReceivedSpan> {
         self.spans.lock().unwrap().clone()
     }
 }
