@@ -23,6 +23,7 @@ mod m20261205_000007_add_station_name_trigram_index;
 mod m20261205_000008_create_observations_hourly;
 mod m20261205_000009_add_station_name_lower;
 mod m20261205_000010_drop_rollup_station_foreign_key;
+mod m20261205_000011_notify_trace_context;
 
 /// Every migration of the stations schema, oldest first.
 pub struct Migrator;
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000008_create_observations_hourly::Migration),
             Box::new(m20261205_000009_add_station_name_lower::Migration),
             Box::new(m20261205_000010_drop_rollup_station_foreign_key::Migration),
+            Box::new(m20261205_000011_notify_trace_context::Migration),
         ]
     }
 }

@@ -6,6 +6,7 @@ pub mod migrations;
 pub mod schema_drift;
 pub mod standbys;
 pub mod wal_position;
+pub mod writes;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 

@@ -23,11 +23,14 @@ use sea_orm::{
     sqlx::postgres::{PgListener, PgNotification, PgPool, PgPoolOptions},
 };
 use serde_json::Value;
+use tracing::{Instrument, Span, field::Empty};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::{ChangeKind, LiveEvent, LiveHub, StationTrace};
 use crate::configuration::DatabaseSettings;
 use crate::database;
 use crate::metrics::Metrics;
+use crate::telemetry::traces;
 
 /// The channels the triggers of migration `notify_live_changes` notify.
 const STATIONS: &str = "stations_changed";
@@ -145,13 +148,20 @@ impl Listener {
             Ok(payload) => payload,
             Err(_) => return,
         };
-        let event = match notification.channel() {
-            STATIONS => self.stations_changed(&payload).await,
-            OBSERVATIONS => self.observations_recorded(&payload).await,
-            _ => return,
-        };
+        let channel = notification.channel();
+        let delivery = delivery_span(channel, &payload);
+        let event = async {
+            match channel {
+                STATIONS => self.stations_changed(&payload).await,
+                OBSERVATIONS => self.observations_recorded(&payload).await,
+                _ => None,
+            }
+        }
+        .instrument(delivery.clone())
+        .await;
         if let Some(event) = event {
-            self.hub.publish(event);
+            let reached = self.hub.publish(event);
+            delivery.record("stations.live.subscriptions", reached);
         }
     }
 
@@ -243,6 +253,41 @@ impl Listener {
             }
         }
     }
+}
+
+/// The span of this replica's delivery of a change, under the span of the mutation that made
+/// it (its notification carries the mutation's `traceparent`: migration
+/// `m20261205_000011`), while traces are sent: its read-back statements, how many subscriptions
+/// it reached, and how long after the write. A change that carries no trace gets none.
+fn delivery_span(channel: &str, payload: &Value) -> Span {
+    if !traces::enabled() {
+        return Span::none();
+    }
+    let Some(writer) = payload["traceparent"]
+        .as_str()
+        .and_then(traces::writers_context)
+    else {
+        return Span::none();
+    };
+    let span = tracing::info_span!(
+        "delivery",
+        otel.name = format!("deliver {channel}"),
+        otel.kind = "consumer",
+        messaging.system = "postgresql",
+        messaging.destination.name = channel,
+        messaging.operation.type = "process",
+        stations.live.subscriptions = Empty,
+        stations.live.delay_ms = Empty,
+    );
+    let _ = span.set_parent(writer);
+    if let Some(written_at_ms) = payload["written_at_ms"].as_i64() {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        span.record(
+            "stations.live.delay_ms",
+            now_ms.saturating_sub(written_at_ms),
+        );
+    }
+    span
 }
 
 /// Notifies the heartbeat channel every few seconds over `pool`'s second connection.

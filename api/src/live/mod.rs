@@ -91,8 +91,9 @@ impl LiveHub {
         self.sender.receiver_count() > 0
     }
 
-    pub fn publish(&self, event: LiveEvent) {
+    /// Sends `event` to every subscription of this replica; how many it reached.
+    pub fn publish(&self, event: LiveEvent) -> usize {
         // No subscriber is no error: nobody listens right now.
-        let _ = self.sender.send(Arc::new(event));
+        self.sender.send(Arc::new(event)).unwrap_or(0)
     }
 }

@@ -23,7 +23,9 @@ use axum::http::HeaderMap;
 use opentelemetry::{
     Context, KeyValue,
     propagation::TextMapPropagator,
-    trace::{Link, SpanKind, TraceContextExt, TraceId, TracerProvider as _},
+    trace::{
+        Link, SpanContext, SpanKind, TraceContextExt, TraceId, TraceState, TracerProvider as _,
+    },
 };
 use opentelemetry_http::HeaderExtractor;
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
@@ -91,7 +93,11 @@ where
         .ok()?;
     let resource = Resource::builder()
         .with_service_name(settings.service_name.clone())
-        .with_attributes([KeyValue::new("service.version", env!("CARGO_PKG_VERSION"))])
+        .with_attributes([
+            KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+            // Which replica: one trace can cross several (a change's deliveries).
+            KeyValue::new("service.instance.id", uuid::Uuid::new_v4().to_string()),
+        ])
         .build();
     let (processor, exporting) = Exporting::start(
         exporter,
@@ -140,6 +146,41 @@ pub(super) async fn shutdown() {
 /// empty context when there is none or it is malformed.
 pub fn incoming_context(headers: &HeaderMap) -> Context {
     TraceContextPropagator::new().extract(&HeaderExtractor(headers))
+}
+
+/// The current span as a W3C `traceparent`, when it is sampled: what a write hands PostgreSQL
+/// for its notifications (`database::writes`).
+pub fn current_traceparent() -> Option<String> {
+    let context = Context::current();
+    let span = context.span();
+    let span_context = span.span_context();
+    span_context.is_sampled().then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            span_context.trace_id(),
+            span_context.span_id(),
+            span_context.trace_flags().to_u8()
+        )
+    })
+}
+
+/// The writer's span from a notification's `traceparent`, as the parent of its delivery. It is
+/// one of ours (the API put it there, through a trigger), so the delivery follows its sampling
+/// on every replica, as a span under one of ours does; a caller's `traceparent` never gets
+/// here.
+pub fn writers_context(traceparent: &str) -> Option<Context> {
+    let carrier = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let extracted = TraceContextPropagator::new().extract(&carrier);
+    let remote = extracted.span().span_context().clone();
+    remote.is_valid().then(|| {
+        Context::new().with_remote_span_context(SpanContext::new(
+            remote.trace_id(),
+            remote.span_id(),
+            remote.trace_flags(),
+            false,
+            TraceState::default(),
+        ))
+    })
 }
 
 /// The trace id and span id of `context`'s span, as log lines show them, when it is sampled.
@@ -281,6 +322,25 @@ mod tests {
         assert!((800..1_200).contains(&kept), "{kept} of 4000 kept at 25 %");
         assert!(!decide(&Sampling::new(0.0, false), None, TraceId::from(1)));
         assert!(decide(&Sampling::new(1.0, false), None, TraceId::from(1)));
+    }
+
+    #[test]
+    fn a_notifications_traceparent_is_one_of_ours_and_its_flag_decides() {
+        let sampling = Sampling::new(0.0, false);
+        let context =
+            writers_context("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        let span = context.span();
+        assert!(!span.span_context().is_remote());
+        assert_eq!(
+            span.span_context().trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert!(decide(
+            &sampling,
+            Some(&context),
+            span.span_context().trace_id()
+        ));
+        assert!(writers_context("00-not-a-trace").is_none());
     }
 
     #[test]

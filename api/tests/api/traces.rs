@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use crate::helpers::{ServerProcess, TestDatabase, run, stations_api};
+use crate::live::{LiveClient, TRANSPORT_WS, wait_until_listening, wait_until_subscribed};
 use crate::scram_cluster::free_port;
 
 /// One span as the receiver got it, ids in hexadecimal.
@@ -31,6 +32,8 @@ pub struct ReceivedSpan {
     kind: i32,
     attributes: HashMap<String, String>,
     service_name: String,
+    /// `service.instance.id`: which replica sent it.
+    instance: String,
 }
 
 impl ReceivedSpan {
@@ -109,13 +112,16 @@ async fn receive(State(inbox): State<Inbox>, body: Bytes) -> Vec<u8> {
     let request = ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf request");
     let mut received = Vec::new();
     for resource_spans in request.resource_spans {
-        let service_name = resource_spans
-            .resource
-            .iter()
-            .flat_map(|resource| &resource.attributes)
-            .find(|attribute| attribute.key == "service.name")
-            .map(|attribute| text(attribute.value.as_ref()))
-            .unwrap_or_default();
+        let resource = |key: &str| {
+            resource_spans
+                .resource
+                .iter()
+                .flat_map(|resource| &resource.attributes)
+                .find(|attribute| attribute.key == key)
+                .map(|attribute| text(attribute.value.as_ref()))
+                .unwrap_or_default()
+        };
+        let (service_name, instance) = (resource("service.name"), resource("service.instance.id"));
         for scope_spans in resource_spans.scope_spans {
             for span in scope_spans.spans {
                 received.push(ReceivedSpan {
@@ -130,6 +136,7 @@ async fn receive(State(inbox): State<Inbox>, body: Bytes) -> Vec<u8> {
                         .map(|attribute| (attribute.key.clone(), text(attribute.value.as_ref())))
                         .collect(),
                     service_name: service_name.clone(),
+                    instance: instance.clone(),
                 });
             }
         }
@@ -364,6 +371,185 @@ async fn a_query_is_one_trace_from_the_callers_span_down_to_each_statement() {
             }
         }
     }
+    server.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mutations_trace_holds_its_delivery_on_every_replica() {
+    let database = TestDatabase::migrated().await;
+    let receiver = Receiver::start().await;
+    let (mut first, first_address) = traced_server(&database, &receiver, &[]);
+    let (mut second, second_address) = traced_server(&database, &receiver, &[]);
+    let addresses = [first_address.as_str(), second_address.as_str()];
+    wait_until_listening(&addresses).await;
+    let mut subscribers = Vec::new();
+    for address in addresses {
+        let mut client = LiveClient::connect(address, TRANSPORT_WS, json!({}))
+            .await
+            .expect("connection_init accepted");
+        client
+            .subscribe(
+                "s",
+                "subscription { stationChanged { kind id } }",
+                json!({}),
+            )
+            .await;
+        subscribers.push(client);
+    }
+    wait_until_subscribed(&addresses, 2).await;
+
+    let trace = "5ce0e9a56015fec5aadfa328ae398115";
+    let (created, _) = post_traced(
+        &first_address,
+        &format!("00-{trace}-{CALLER_SPAN}-01"),
+        "mutation Add($input: CreateStationInput!) { createStation(input: $input) { id } }",
+        json!({ "input": { "code": "FANOUT-1", "name": "Fan-out", "lat": 3.0, "lng": 4.0 } }),
+    )
+    .await;
+    assert!(created.get("errors").is_none(), "{created}");
+    for subscriber in &mut subscribers {
+        let event = subscriber.next_event("s", Duration::from_secs(10)).await;
+        assert_eq!(
+            event["data"]["stationChanged"]["kind"], "CREATED",
+            "{event}"
+        );
+    }
+
+    let spans = receiver
+        .trace(trace, |spans| {
+            spans
+                .iter()
+                .filter(|span| span.name == "deliver stations_changed")
+                .count()
+                == 2
+        })
+        .await;
+    let mutation = only(&spans, |span| span.name == "mutation Add");
+    let deliveries: Vec<&ReceivedSpan> = spans
+        .iter()
+        .filter(|span| span.name == "deliver stations_changed")
+        .collect();
+    for delivery in &deliveries {
+        assert_eq!(delivery.parent_span_id, mutation.span_id, "{delivery:#?}");
+        assert_eq!(delivery.kind, SpanKind::Consumer as i32);
+        assert_eq!(delivery.attribute("stations.live.subscriptions"), Some("1"));
+        assert_eq!(
+            delivery.attribute("messaging.destination.name"),
+            Some("stations_changed")
+        );
+        let delay: i64 = delivery
+            .attribute("stations.live.delay_ms")
+            .and_then(|delay| delay.parse().ok())
+            .expect("the delay after the write");
+        assert!((0..10_000).contains(&delay), "{delay} ms");
+        // Its replica read the station back, inside the delivery.
+        only(&spans, |span| {
+            span.parent_span_id == delivery.span_id && span.name == "SELECT stations"
+        });
+    }
+    assert_ne!(
+        deliveries[0].instance, deliveries[1].instance,
+        "one delivery per replica"
+    );
+    assert!(
+        spans
+            .iter()
+            .any(|span| span.name == "INSERT stations" && span.instance == mutation.instance)
+    );
+    first.terminate();
+    second.terminate();
+}
+
+#[tokio::test]
+async fn a_traced_write_the_database_refuses_is_explained_as_without_tracing() {
+    let database = TestDatabase::migrated().await;
+    let receiver = Receiver::start().await;
+    let (mut server, address) = traced_server(&database, &receiver, &[]);
+    let traceparent = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
+    let create = "mutation($input: CreateStationInput!) { createStation(input: $input) { id } }";
+    let input = json!({ "input": { "code": "TWICE-1", "name": "Twice", "lat": 1.0, "lng": 1.0 } });
+    let (first, _) = post_traced(&address, &traceparent, create, input.clone()).await;
+    let id = first["data"]["createStation"]["id"].clone();
+    assert!(id.is_string(), "{first}");
+
+    // The INSERT fails inside the traced transaction; the lookup that names the code runs after.
+    let (again, _) = post_traced(&address, &traceparent, create, input).await;
+    assert_eq!(
+        again["errors"][0]["extensions"]["code"], "CONFLICT",
+        "{again}"
+    );
+    assert!(
+        again["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("\"TWICE-1\"")),
+        "{again}"
+    );
+    let (many, _) = post_traced(
+        &address,
+        &traceparent,
+        "mutation($inputs: [CreateStationInput!]!) { createStations(inputs: $inputs) { id } }",
+        json!({ "inputs": [
+            { "code": "NEW-2", "name": "New", "lat": 1.0, "lng": 1.0 },
+            { "code": "TWICE-1", "name": "Twice", "lat": 1.0, "lng": 1.0 },
+        ] }),
+    )
+    .await;
+    assert_eq!(
+        many["errors"][0]["extensions"]["field"], "inputs[1].code",
+        "{many}"
+    );
+
+    let record = "mutation($inputs: [ObservationInput!]!) { recordObservations(inputs: $inputs) { inserted } }";
+    let (unknown, _) = post_traced(
+        &address,
+        &traceparent,
+        record,
+        json!({ "inputs": [{ "stationId": 999999, "observedAt": "2026-01-01T00:00:00Z", "temperatureC": 1.0 }] }),
+    )
+    .await;
+    assert_eq!(
+        unknown["errors"][0]["extensions"]["field"], "inputs[0].stationId",
+        "{unknown}"
+    );
+
+    // A delete with its observations: a savepoint inside the traced transaction.
+    let (recorded, _) = post_traced(
+        &address,
+        &traceparent,
+        record,
+        json!({ "inputs": [{ "stationId": id.as_str().unwrap().parse::<i64>().unwrap(),
+                              "observedAt": "2026-01-01T00:00:00Z", "temperatureC": 1.0 }] }),
+    )
+    .await;
+    assert_eq!(
+        recorded["data"]["recordObservations"]["inserted"], 1,
+        "{recorded}"
+    );
+    let (deleted, _) = post_traced(
+        &address,
+        &traceparent,
+        "mutation($id: ID!) { deleteStation(id: $id, cascade: true) }",
+        json!({ "id": id }),
+    )
+    .await;
+    assert_eq!(deleted["data"]["deleteStation"], id, "{deleted}");
+    let (gone, _) = post_traced(
+        &address,
+        &traceparent,
+        "query($id: ID!) { station(id: $id) { id } }",
+        json!({ "id": id }),
+    )
+    .await;
+    assert_eq!(gone["data"]["station"], Value::Null, "{gone}");
+    // The writes above ran in traced transactions (not on the pool, as without tracing).
+    receiver
+        .trace(CALLER_TRACE, |spans| {
+            spans.iter().any(|span| {
+                span.attribute("db.query.text")
+                    .is_some_and(|text| text.contains("set_config('stations_api.traceparent'"))
+            })
+        })
+        .await;
     server.terminate();
 }
 

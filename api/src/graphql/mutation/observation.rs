@@ -3,6 +3,7 @@ use chrono::Utc;
 use sea_orm::DatabaseConnection;
 
 use crate::auth::{Role, guard::RequireRole};
+use crate::database::writes::Writer;
 use crate::error::ApiError;
 use crate::graphql::limits::Limits;
 use crate::graphql::types::observation::{ObservationInput, RecordObservationsPayload};
@@ -29,16 +30,20 @@ impl ObservationMutation {
             .enumerate()
             .map(|(index, input)| input.validate(&format!("inputs[{index}]"), now))
             .collect::<Result<Vec<_>, _>>()?;
-        let db = ctx.data::<DatabaseConnection>()?;
-        let recorded = service::record(db, &observations)
+        let writer = Writer::begin(ctx.data::<DatabaseConnection>()?)
             .await
-            .map_err(|error| match error {
-                RecordError::UnknownStation { index, station_id } => ApiError::bad_input(
-                    format!("inputs[{index}].stationId"),
-                    format!("names no station: no station has id {station_id}"),
-                ),
-                RecordError::Database(error) => ApiError::from(error),
-            })?;
+            .map_err(ApiError::from)?;
+        let recorded =
+            service::record(&writer, &observations)
+                .await
+                .map_err(|error| match error {
+                    RecordError::UnknownStation { index, station_id } => ApiError::bad_input(
+                        format!("inputs[{index}].stationId"),
+                        format!("names no station: no station has id {station_id}"),
+                    ),
+                    RecordError::Database(error) => ApiError::from(error),
+                })?;
+        writer.commit().await.map_err(ApiError::from)?;
         Ok(RecordObservationsPayload {
             inserted: recorded.inserted,
             duplicates: recorded.duplicates,

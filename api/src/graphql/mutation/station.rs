@@ -2,6 +2,7 @@ use async_graphql::{Context, ID, Object, Result};
 use sea_orm::DatabaseConnection;
 
 use crate::auth::{Role, guard::RequireRole};
+use crate::database::writes::Writer;
 use crate::error::ApiError;
 use crate::graphql::limits::Limits;
 use crate::graphql::types::station::{
@@ -21,10 +22,13 @@ impl StationMutation {
         input: CreateStationInput,
     ) -> Result<Station> {
         let station = input.validate("input")?;
-        let db = ctx.data::<DatabaseConnection>()?;
-        let row = service::create(db, station)
+        let writer = Writer::begin(ctx.data::<DatabaseConnection>()?)
+            .await
+            .map_err(ApiError::from)?;
+        let row = service::create(&writer, station)
             .await
             .map_err(|error| write_error(error, "input.code", None))?;
+        writer.commit().await.map_err(ApiError::from)?;
         Ok(Station::from(row))
     }
 
@@ -58,15 +62,21 @@ impl StationMutation {
             .iter()
             .map(|s| s.code.as_str().to_owned())
             .collect();
-        let db = ctx.data::<DatabaseConnection>()?;
-        let rows = service::create_many(db, stations).await.map_err(|error| {
-            let index = match &error {
-                WriteError::DuplicateCode(code) => codes.iter().position(|c| c == code),
-                _ => None,
-            };
-            let field = index.map_or_else(|| "inputs".to_owned(), |i| format!("inputs[{i}].code"));
-            write_error(error, &field, None)
-        })?;
+        let writer = Writer::begin(ctx.data::<DatabaseConnection>()?)
+            .await
+            .map_err(ApiError::from)?;
+        let rows = service::create_many(&writer, stations)
+            .await
+            .map_err(|error| {
+                let index = match &error {
+                    WriteError::DuplicateCode(code) => codes.iter().position(|c| c == code),
+                    _ => None,
+                };
+                let field =
+                    index.map_or_else(|| "inputs".to_owned(), |i| format!("inputs[{i}].code"));
+                write_error(error, &field, None)
+            })?;
+        writer.commit().await.map_err(ApiError::from)?;
         Ok(rows.into_iter().map(Station::from).collect())
     }
 
@@ -79,10 +89,13 @@ impl StationMutation {
     ) -> Result<Station> {
         let station_id = parse_station_id(&id, "id")?;
         let changes = input.validate("input")?;
-        let db = ctx.data::<DatabaseConnection>()?;
-        let row = service::update(db, station_id, changes)
+        let writer = Writer::begin(ctx.data::<DatabaseConnection>()?)
+            .await
+            .map_err(ApiError::from)?;
+        let row = service::update(&writer, station_id, changes)
             .await
             .map_err(|error| write_error(error, "input.code", Some(&id)))?;
+        writer.commit().await.map_err(ApiError::from)?;
         Ok(Station::from(row))
     }
 
@@ -97,10 +110,13 @@ impl StationMutation {
         cascade: Option<bool>,
     ) -> Result<ID> {
         let station_id = parse_station_id(&id, "id")?;
-        let db = ctx.data::<DatabaseConnection>()?;
-        service::delete(db, station_id, cascade.unwrap_or(false))
+        let writer = Writer::begin(ctx.data::<DatabaseConnection>()?)
+            .await
+            .map_err(ApiError::from)?;
+        service::delete(&writer, station_id, cascade.unwrap_or(false))
             .await
             .map_err(|error| write_error(error, "id", Some(&id)))?;
+        writer.commit().await.map_err(ApiError::from)?;
         Ok(id)
     }
 }
