@@ -31,11 +31,25 @@ pub type Closed = Option<(u16, String)>;
 impl LiveClient {
     /// Opens a socket to `http_address` (`http://host:port`) without any GraphQL message yet.
     pub async fn open(http_address: &str, protocol: &'static str) -> Self {
+        Self::open_with_headers(http_address, protocol, &[]).await
+    }
+
+    /// [`LiveClient::open`], with `headers` on the upgrade request.
+    pub async fn open_with_headers(
+        http_address: &str,
+        protocol: &'static str,
+        headers: &[(&'static str, &str)],
+    ) -> Self {
         let url = format!("{}/graphql", http_address.replacen("http", "ws", 1));
         let mut request = url.into_client_request().unwrap();
         request
             .headers_mut()
             .insert("sec-websocket-protocol", HeaderValue::from_static(protocol));
+        for (name, value) in headers {
+            request
+                .headers_mut()
+                .insert(*name, HeaderValue::from_str(value).unwrap());
+        }
         let (socket, response) = tokio_tungstenite::connect_async(request)
             .await
             .expect("the WebSocket upgrade");

@@ -553,6 +553,53 @@ async fn a_traced_write_the_database_refuses_is_explained_as_without_tracing() {
     server.terminate();
 }
 
+#[tokio::test]
+async fn operations_over_a_websocket_join_the_trace_of_its_upgrade() {
+    let database = TestDatabase::migrated().await;
+    let receiver = Receiver::start().await;
+    let (mut server, address) = traced_server(
+        &database,
+        &receiver,
+        &[("APP__TELEMETRY__TRUST_INCOMING_SAMPLING", "true")],
+    );
+    let traceparent = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
+    let mut client =
+        LiveClient::open_with_headers(&address, TRANSPORT_WS, &[("traceparent", &traceparent)])
+            .await;
+    client
+        .send(json!({ "type": "connection_init", "payload": {} }))
+        .await;
+    let ack = client
+        .next_message(Duration::from_secs(5))
+        .await
+        .expect("an ack");
+    assert_eq!(ack["type"], "connection_ack", "{ack}");
+    client
+        .subscribe(
+            "q",
+            "query Counted { stations(first: 1) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    let answer = client.next_event("q", Duration::from_secs(5)).await;
+    assert_eq!(answer["data"]["stations"]["totalCount"], 0, "{answer}");
+    // The socket's span ends, and is sent, when the socket closes.
+    client.close().await;
+
+    let spans = receiver
+        .trace(CALLER_TRACE, |spans| {
+            spans.iter().any(|span| span.name == "GraphQL WebSocket")
+                && spans.iter().any(|span| span.name == "query Counted")
+        })
+        .await;
+    let socket = only(&spans, |span| span.name == "GraphQL WebSocket");
+    assert_eq!(socket.parent_span_id, CALLER_SPAN);
+    assert_eq!(socket.kind, SpanKind::Server as i32);
+    let operation = only(&spans, |span| span.name == "query Counted");
+    assert_eq!(operation.parent_span_id, socket.span_id);
+    server.terminate();
+}
+
 /// The request's log line, read once the request has been answered: whether it names a trace
 /// says whether the request was traced, without waiting for an export that may never come.
 async fn traced_by(server: &mut ServerProcess, address: &str, traceparent: &str) -> Value {

@@ -386,15 +386,8 @@ impl<Policies: Policy> Extension for Operation<Policies> {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let started = Instant::now();
         let mut response = if traces::enabled() {
-            // Named once the document says what it is (`telemetry::Telemetry::finish`).
-            let span = tracing::info_span!(
-                "graphql",
-                otel.status_code = Empty,
-                graphql.operation.name = Empty,
-                graphql.operation.type = Empty,
-                graphql.document.hash = Empty,
-                error.type = Empty,
-            );
+            // Named once it has run (`telemetry::Telemetry::finish`).
+            let span = operation_span();
             let _ = self.record.span.set(span.clone());
             next.run(ctx).instrument(span).await
         } else {
@@ -432,6 +425,13 @@ impl<Policies: Policy> Extension for Operation<Policies> {
         if preparing.operation().is_ok()
             && let Some(operation) = preparing.operation.take()
         {
+            // Over a WebSocket no `request` hook runs, nor `finish`: the span is named here.
+            if let Some(span) = self.record.span()
+                && operation.origin.as_ref().map(|origin| origin.transport)
+                    == Some(Transport::WebSocket)
+            {
+                telemetry::name_span(span, Some(&operation), operation.name.as_deref());
+            }
             let _ = self.record.prepared.set(operation);
         }
         next.run(ctx, preparing.request).await
@@ -468,12 +468,51 @@ impl<Policies: Policy> Extension for Operation<Policies> {
         }
     }
 
+    /// Every operation of a WebSocket, as a stream: while traces are sent, in a span of its own
+    /// (a child of the socket's), named once it is prepared.
     fn subscribe<'s>(
         &self,
         ctx: &ExtensionContext<'_>,
         stream: BoxStream<'s, Response>,
         next: NextSubscribe<'_>,
     ) -> BoxStream<'s, Response> {
-        next.run(ctx, self.policies.subscribe(ctx, stream))
+        let stream = next.run(ctx, self.policies.subscribe(ctx, stream));
+        if !traces::enabled() {
+            return stream;
+        }
+        let span = operation_span();
+        let _ = self.record.span.set(span.clone());
+        Box::pin(InSpan { stream, span })
+    }
+}
+
+/// An operation's span, named later, when the operation is known.
+fn operation_span() -> tracing::Span {
+    tracing::info_span!(
+        "graphql",
+        otel.status_code = Empty,
+        graphql.operation.name = Empty,
+        graphql.operation.type = Empty,
+        graphql.document.hash = Empty,
+        error.type = Empty,
+    )
+}
+
+/// A stream polled inside a span: what `Instrument` does for a future.
+struct InSpan<'s> {
+    stream: BoxStream<'s, Response>,
+    span: tracing::Span,
+}
+
+impl async_graphql::futures_util::Stream for InSpan<'_> {
+    type Item = Response;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Response>> {
+        let this = &mut *self;
+        let _entered = this.span.enter();
+        this.stream.as_mut().poll_next(cx)
     }
 }

@@ -12,7 +12,7 @@ use async_graphql::{Response, parser::types::OperationType};
 use opentelemetry::trace::TraceContextExt;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::{OperationRecord, Policy};
+use super::{OperationRecord, Policy, PreparedOperation};
 use crate::error::ErrorCode;
 use crate::metrics::Metrics;
 use crate::telemetry::traces;
@@ -40,7 +40,8 @@ impl Policy for Telemetry {
             .map_or(Cow::Borrowed(ANONYMOUS), shortened);
         tracing::Span::current().record("operation", &*logged);
         let trace_id = record.span().and_then(|span| {
-            name_span(span, record, ran_as, response);
+            name_span(span, record.prepared(), ran_as);
+            mark_failure(span, response);
             traces::sampled_ids(&span.context()).map(|(trace_id, _)| trace_id)
         });
         // Only an operation that passed validation earns a label of its own: names of
@@ -57,21 +58,15 @@ impl Policy for Telemetry {
 }
 
 /// Names the operation's span as OpenTelemetry's GraphQL conventions say ("query Stations",
-/// or the type alone for an operation without a name, or one refused before it was known),
-/// with its document's hash, and its first error's code when it failed.
-fn name_span(
-    span: &tracing::Span,
-    record: &OperationRecord,
-    ran_as: Option<&str>,
-    response: &Response,
-) {
-    let prepared = record.prepared();
-    let kind = prepared.map(|operation| match operation.kind {
+/// or the type alone for an operation without a name, or "GraphQL operation" for one refused
+/// before it was known), with its document's hash.
+pub fn name_span(span: &tracing::Span, operation: Option<&PreparedOperation>, name: Option<&str>) {
+    let kind = operation.map(|operation| match operation.kind {
         OperationType::Query => "query",
         OperationType::Mutation => "mutation",
         OperationType::Subscription => "subscription",
     });
-    let name = match (kind, ran_as) {
+    let span_name = match (kind, name) {
         (Some(kind), Some(name)) => {
             span.record("graphql.operation.name", &*shortened(name));
             format!("{kind} {}", shortened(name))
@@ -81,13 +76,17 @@ fn name_span(
     };
     // The span has started by now, and tracing-opentelemetry renames (`otel.name`) only a
     // span that has not.
-    span.context().span().update_name(name);
+    span.context().span().update_name(span_name);
     if let Some(kind) = kind {
         span.record("graphql.operation.type", kind);
     }
-    if let Some(hash) = prepared.and_then(|operation| operation.hash) {
+    if let Some(hash) = operation.and_then(|operation| operation.hash) {
         span.record("graphql.document.hash", tracing::field::debug(hash));
     }
+}
+
+/// Marks the span failed with its first error's code.
+fn mark_failure(span: &tracing::Span, response: &Response) {
     if let Some(error) = response.errors.first() {
         span.record("otel.status_code", "ERROR");
         span.record("error.type", ErrorCode::label_of(error));

@@ -11,14 +11,34 @@ use axum::{
     http::{header, request::Parts},
     response::{IntoResponse, Response},
 };
+use tracing::{Instrument, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::connections::ConnectionSlot;
 use crate::error::{ErrorCode, Refusal};
 use crate::live::socket;
 use crate::routes::sites;
 use crate::state::AppState;
+use crate::telemetry::traces;
 
 /// Whether `parts` asks to upgrade to a WebSocket.
+/// While traces are sent, the socket's span, under the caller's trace when the upgrade
+/// request's `traceparent` names one: the operations sent over the socket are its children.
+/// It lasts as long as the connection, and whether it is kept decides for all of them.
+fn connection_span(parts: &Parts) -> Span {
+    if !traces::enabled() {
+        return Span::none();
+    }
+    let span = tracing::info_span!(
+        "websocket",
+        otel.name = "GraphQL WebSocket",
+        otel.kind = "server",
+        url.path = parts.uri.path(),
+    );
+    let _ = span.set_parent(traces::incoming_context(&parts.headers));
+    span
+}
+
 pub fn is_upgrade(parts: &Parts) -> bool {
     parts
         .headers
@@ -75,6 +95,7 @@ pub async fn upgrade(state: AppState, mut parts: Parts) -> Response {
     // The socket keeps its connection's slot of server.max_connections after the upgrade.
     let connection_slot = parts.extensions.get::<ConnectionSlot>().cloned();
     let max_message_bytes = sockets.max_message_bytes;
+    let connection_span = connection_span(&parts);
     upgrade
         .protocols(offered.map(|protocol| protocol.sec_websocket_protocol()))
         .max_message_size(max_message_bytes)
@@ -89,6 +110,7 @@ pub async fn upgrade(state: AppState, mut parts: Parts) -> Response {
                 slot,
                 header_authorization,
             )
+            .instrument(connection_span)
             .await;
             drop(connection_slot);
         })
