@@ -165,13 +165,17 @@ fn request_pool_options(
 }
 
 fn pool_options(settings: &DatabaseSettings) -> PgPoolOptions {
-    PgPoolOptions::new()
+    let options = PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .min_connections(settings.min_connections)
-        .acquire_timeout(settings.acquire_timeout())
-        // The pool reports how long each connection took to hand over: the pool-wait metric,
-        // and the wait's span while traces are sent (telemetry::sql).
-        .acquire_time_level(tracing::log::LevelFilter::Debug)
+        .acquire_timeout(settings.acquire_timeout());
+    // While traces are sent, the pool reports how long each connection took to hand over:
+    // the wait's span and the pool-wait metric (telemetry::sql). Off, it reports nothing.
+    if crate::telemetry::traces::enabled() {
+        options.acquire_time_level(tracing::log::LevelFilter::Info)
+    } else {
+        options
+    }
 }
 
 async fn open_pool(

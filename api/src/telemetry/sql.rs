@@ -39,7 +39,8 @@ use crate::configuration::DatabaseTarget;
 const ACQUIRE_TARGET: &str = "sqlx::pool::acquire";
 
 /// How long statements waited for a pooled connection, in seconds, in every pool of the process
-/// (`stations_db_pool_wait_seconds`): a pool too small for its load shows here first.
+/// (`stations_db_pool_wait_seconds`), while traces are sent: a pool too small for its load
+/// shows here first. (Off, sqlx reports nothing, and nothing listens: `telemetry::init`.)
 pub static POOL_WAITS: LazyLock<Histogram> = LazyLock::new(|| {
     Histogram::new([
         0.000_1, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -122,7 +123,7 @@ fn record_wait(waited: Duration) {
 }
 
 /// Receives sqlx's report of each acquired connection (`acquired_after_secs`, sent by every
-/// pool: `database::pool_options`): counted in [`POOL_WAITS`], and a span while traces are sent.
+/// pool while traces are sent: `database::pool_options`): counted in [`POOL_WAITS`], and a span.
 pub struct PoolWaits;
 
 impl PoolWaits {
@@ -131,7 +132,9 @@ impl PoolWaits {
     where
         S: Subscriber,
     {
-        Self.with_filter(Targets::new().with_target(ACQUIRE_TARGET, tracing::Level::TRACE))
+        // At `info`, the level the pools report at: a layer that listens lower would make
+        // every `debug` callsite of every crate ask whether it is wanted.
+        Self.with_filter(Targets::new().with_target(ACQUIRE_TARGET, tracing::Level::INFO))
     }
 }
 
@@ -144,9 +147,7 @@ impl<S: Subscriber> Layer<S> for PoolWaits {
             .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
         {
             POOL_WAITS.observe(seconds);
-            if traces::enabled() {
-                record_wait(Duration::from_secs_f64(seconds));
-            }
+            record_wait(Duration::from_secs_f64(seconds));
         }
     }
 }
