@@ -44,11 +44,10 @@ pub fn init(log: &LogSettings, telemetry: &TelemetrySettings) {
         // sqlx's report of each acquired connection (the pool's wait, at `info`) to its layer,
         // while log lines keep only the slow ones sqlx reports at `warn`.
         Some(traces) => {
-            let filter = filter.add_directive(
-                "sqlx::pool::acquire=warn"
-                    .parse()
-                    .expect("a valid directive"),
-            );
+            let filter = match "sqlx::pool::acquire=warn".parse() {
+                Ok(slow_acquisitions_only) => filter.add_directive(slow_acquisitions_only),
+                Err(_) => filter,
+            };
             let registry = tracing_subscriber::registry()
                 .with(traces)
                 .with(sql::PoolWaits::layer());
