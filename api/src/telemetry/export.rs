@@ -11,7 +11,7 @@
 use std::{
     sync::{
         Mutex, PoisonError,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -118,7 +118,7 @@ async fn export_loop<E: SpanExporter>(
     interval: Duration,
     timeout: Duration,
 ) {
-    let failing = AtomicBool::new(false);
+    let mut failing = false;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut send_at = Instant::now() + interval;
     loop {
@@ -138,7 +138,7 @@ async fn export_loop<E: SpanExporter>(
         }
         if stopping || batch.len() >= MAX_BATCH || Instant::now() >= send_at {
             if !batch.is_empty() {
-                export(&exporter, std::mem::take(&mut batch), timeout, &failing).await;
+                export(&exporter, std::mem::take(&mut batch), timeout, &mut failing).await;
                 batch.reserve(MAX_BATCH);
             }
             send_at = Instant::now() + interval;
@@ -154,7 +154,7 @@ async fn export<E: SpanExporter>(
     exporter: &E,
     batch: Vec<SpanData>,
     timeout: Duration,
-    failing: &AtomicBool,
+    failing: &mut bool,
 ) {
     let count = batch.len() as u64;
     let outcome = match tokio::time::timeout(timeout, exporter.export(batch)).await {
@@ -165,13 +165,13 @@ async fn export<E: SpanExporter>(
     match outcome {
         Ok(()) => {
             SPANS_EXPORTED.fetch_add(count, Ordering::Relaxed);
-            if failing.swap(false, Ordering::Relaxed) {
+            if std::mem::replace(failing, false) {
                 tracing::info!("the trace collector accepts spans again");
             }
         }
         Err(reason) => {
             SPANS_FAILED.fetch_add(count, Ordering::Relaxed);
-            if !failing.swap(true, Ordering::Relaxed) {
+            if !std::mem::replace(failing, true) {
                 tracing::warn!(
                     reason = %reason,
                     "spans could not be sent to telemetry.otlp.endpoint; they are counted in \

@@ -10,14 +10,7 @@
 //! Off, none of this runs: no layer is installed and [`enabled`] keeps the request path from
 //! looking for a `traceparent` header.
 
-use std::{
-    collections::HashMap,
-    hash::BuildHasher,
-    sync::{
-        OnceLock,
-        atomic::{AtomicBool, Ordering},
-    },
-};
+use std::{collections::HashMap, hash::BuildHasher, sync::OnceLock};
 
 use axum::http::HeaderMap;
 use opentelemetry::{
@@ -44,13 +37,12 @@ use tracing_subscriber::{
 use super::export::{Exporting, ReqwestClient};
 use crate::configuration::TelemetrySettings;
 
-static ENABLED: AtomicBool = AtomicBool::new(false);
 static TRACER: OnceLock<SdkTracer> = OnceLock::new();
 static EXPORTING: OnceLock<Exporting> = OnceLock::new();
 
 /// Whether spans are being sent: the request path asks before it looks for a `traceparent`.
 pub fn enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed)
+    TRACER.get().is_some()
 }
 
 /// The tracer of spans made outside `tracing` (the SQL statements'), while tracing is on.
@@ -118,7 +110,6 @@ where
     if TRACER.set(tracer.clone()).is_err() || EXPORTING.set(exporting).is_err() {
         return None;
     }
-    ENABLED.store(true, Ordering::Relaxed);
     let spans_only = Targets::new()
         .with_target(env!("CARGO_CRATE_NAME"), tracing::Level::INFO)
         .and(filter_fn(|metadata| metadata.is_span()));
