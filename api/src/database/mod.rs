@@ -55,9 +55,20 @@ pub async fn connect_options(
     settings: &DatabaseSettings,
 ) -> Result<PgConnectOptions, ConnectError> {
     match PgConnectOptions::from_str(settings.url.expose_secret()) {
-        Ok(options) => Ok(options
-            .application_name(APPLICATION_NAME)
-            .disable_statement_logging()),
+        Ok(options) => {
+            let options = options
+                .application_name(APPLICATION_NAME)
+                .disable_statement_logging();
+            // While traces are sent, sqlx reports each statement as it ends, for the rows it
+            // returned (telemetry::sql); log lines still show none. Off, it reports nothing.
+            Ok(if crate::telemetry::traces::enabled() {
+                options
+                    .log_statements(tracing::log::LevelFilter::Info)
+                    .log_slow_statements(tracing::log::LevelFilter::Info, Duration::MAX)
+            } else {
+                options
+            })
+        }
         // The driver's parse error may quote the URL, password included; say less.
         Err(_) => Err(ConnectError::new(
             sqlx::Error::Configuration("database.url is not a valid PostgreSQL URL".into()),

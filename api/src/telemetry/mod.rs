@@ -41,16 +41,17 @@ pub fn init(log: &LogSettings, telemetry: &TelemetrySettings) {
                 .try_init(),
         },
         // On, each layer has its filter: spans go to the collector whatever the log level, and
-        // sqlx's report of each acquired connection (the pool's wait, at `info`) to its layer,
-        // while log lines keep only the slow ones sqlx reports at `warn`.
+        // sqlx's reports (each acquired connection's wait, each statement's rows, at `info`)
+        // to theirs, while log lines keep only the slow acquisitions sqlx reports at `warn`
+        // and, as with traces off, no statement.
         Some(traces) => {
-            let filter = match "sqlx::pool::acquire=warn".parse() {
-                Ok(slow_acquisitions_only) => filter.add_directive(slow_acquisitions_only),
-                Err(_) => filter,
-            };
+            let filter = ["sqlx::pool::acquire=warn", "sqlx::query=off"]
+                .into_iter()
+                .filter_map(|directive| directive.parse().ok())
+                .fold(filter, EnvFilter::add_directive);
             let registry = tracing_subscriber::registry()
                 .with(traces)
-                .with(sql::PoolWaits::layer());
+                .with(sql::DriverReports::layer());
             match log.format {
                 LogFormat::Json => registry.with(json_lines().with_filter(filter)).try_init(),
                 LogFormat::Pretty => registry

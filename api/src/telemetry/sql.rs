@@ -8,10 +8,13 @@
 //! and costs a span per statement even with tracing off. The statement's span is made from
 //! what SeaORM's metric callback reports when the statement ends (its text and how long it
 //! ran), and the wait's from what sqlx's pool reports when it hands a connection over (how
-//! long that took), both timed by the code that did the work. Text only: SeaORM sends values
-//! as bind parameters, and their values are never read here.
+//! long that took), both timed by the code that did the work. The rows a statement returned
+//! (`db.response.returned_rows`) are in neither: sqlx reports them as the statement ends
+//! ([`DriverReports`]). Text only: SeaORM sends values as bind parameters, and their values
+//! are never read here.
 
 use std::{
+    cell::Cell,
     sync::LazyLock,
     time::{Duration, SystemTime},
 };
@@ -37,6 +40,15 @@ use crate::configuration::DatabaseTarget;
 
 /// Where sqlx reports how long a connection took to acquire.
 const ACQUIRE_TARGET: &str = "sqlx::pool::acquire";
+/// Where sqlx reports each statement that ended, with the rows it returned.
+pub const STATEMENT_TARGET: &str = "sqlx::query";
+
+thread_local! {
+    /// The rows returned by the statement that just ended on this thread. sqlx reports them
+    /// when the statement's stream ends, and SeaORM's metric callback runs right after, in the
+    /// same poll of the same task: nothing else runs on the thread between the two.
+    static RETURNED_ROWS: Cell<Option<u64>> = const { Cell::new(None) };
+}
 
 /// How long statements waited for a pooled connection, in seconds, in every pool of the process
 /// (`stations_db_pool_wait_seconds`), while traces are sent: a pool too small for its load
@@ -69,6 +81,8 @@ impl StatementSpans {
     /// The span of a statement that just ended, as SeaORM's metric callback reports it, under
     /// the current span when that is sampled.
     pub fn record(&self, info: &Info<'_>) {
+        // Taken whatever happens next, so that it never outlives its statement.
+        let returned_rows = RETURNED_ROWS.take();
         let Some(tracer) = traces::tracer() else {
             return;
         };
@@ -86,6 +100,13 @@ impl StatementSpans {
         }
         if let Some(collection) = &summary.collection {
             attributes.push(KeyValue::new("db.collection.name", collection.clone()));
+        }
+        match returned_rows {
+            Some(rows) if !info.failed => attributes.push(KeyValue::new(
+                "db.response.returned_rows",
+                i64::try_from(rows).unwrap_or(i64::MAX),
+            )),
+            _ => {}
         }
         if info.failed {
             attributes.push(KeyValue::new("error.type", "database_error"));
@@ -122,28 +143,36 @@ fn record_wait(waited: Duration) {
     opentelemetry::trace::Span::end_with_timestamp(&mut span, ended);
 }
 
-/// Receives sqlx's report of each acquired connection (`acquired_after_secs`, sent by every
-/// pool while traces are sent: `database::pool_options`): counted in [`POOL_WAITS`], and a span.
-pub struct PoolWaits;
+/// Receives what sqlx reports while traces are sent (`database::pool_options`,
+/// `database::connect_options`): how long each acquired connection took to hand over
+/// (`acquired_after_secs`), counted in [`POOL_WAITS`] and a span; and the rows each statement
+/// returned, for its span.
+pub struct DriverReports;
 
-impl PoolWaits {
-    /// The layer, listening to sqlx's acquire reports only.
+impl DriverReports {
+    /// The layer, listening to those two reports only.
     pub fn layer<S>() -> Filtered<Self, Targets, S>
     where
         S: Subscriber,
     {
-        // At `info`, the level the pools report at: a layer that listens lower would make
-        // every `debug` callsite of every crate ask whether it is wanted.
-        Self.with_filter(Targets::new().with_target(ACQUIRE_TARGET, tracing::Level::INFO))
+        // At `info`, the level both are sent at: a layer that listens lower would make every
+        // `debug` callsite of every crate ask whether it is wanted.
+        Self.with_filter(
+            Targets::new()
+                .with_target(ACQUIRE_TARGET, tracing::Level::INFO)
+                .with_target(STATEMENT_TARGET, tracing::Level::INFO),
+        )
     }
 }
 
-impl<S: Subscriber> Layer<S> for PoolWaits {
+impl<S: Subscriber> Layer<S> for DriverReports {
     fn on_event(&self, event: &Event<'_>, _ctx: layer::Context<'_, S>) {
-        let mut visitor = AcquiredAfter(None);
-        event.record(&mut visitor);
-        if let Some(seconds) = visitor
-            .0
+        let mut report = Report::default();
+        event.record(&mut report);
+        if event.metadata().target() == STATEMENT_TARGET {
+            RETURNED_ROWS.set(report.rows_returned);
+        } else if let Some(seconds) = report
+            .acquired_after_secs
             .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
         {
             POOL_WAITS.observe(seconds);
@@ -152,12 +181,23 @@ impl<S: Subscriber> Layer<S> for PoolWaits {
     }
 }
 
-struct AcquiredAfter(Option<f64>);
+/// The numbers of one of sqlx's reports; its text (the statement) is not read.
+#[derive(Default)]
+struct Report {
+    acquired_after_secs: Option<f64>,
+    rows_returned: Option<u64>,
+}
 
-impl Visit for AcquiredAfter {
+impl Visit for Report {
     fn record_f64(&mut self, field: &Field, value: f64) {
         if field.name() == "acquired_after_secs" {
-            self.0 = Some(value);
+            self.acquired_after_secs = Some(value);
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if field.name() == "rows_returned" {
+            self.rows_returned = Some(value);
         }
     }
 

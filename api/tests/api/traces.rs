@@ -303,6 +303,7 @@ async fn a_query_is_one_trace_from_the_callers_span_down_to_each_statement() {
         statement.contains("$1"),
         "placeholders, not values: {statement}"
     );
+    assert_eq!(station.attribute("db.response.returned_rows"), Some("1"));
 
     // The latest observation is read by a batch, whose statement sits under it.
     let batch = only(&spans, |span| span.name == "load LatestObservation");
@@ -316,6 +317,16 @@ async fn a_query_is_one_trace_from_the_callers_span_down_to_each_statement() {
             .attribute("db.query.text")
             .is_some_and(|text| text.contains("observations")),
         "{latest:#?}"
+    );
+    assert_eq!(
+        latest.attribute("db.response.returned_rows"),
+        Some("0"),
+        "no observation yet"
+    );
+    // Without telemetry.field_spans, fields have no spans.
+    assert!(
+        !spans.iter().any(|span| span.name.starts_with("resolve ")),
+        "{spans:#?}"
     );
 
     // Each statement waited for its connection, in a span of its own beside it.
@@ -354,6 +365,11 @@ async fn a_query_is_one_trace_from_the_callers_span_down_to_each_statement() {
         .await;
     let insert = only(&mutation, |span| span.name == "INSERT stations");
     assert_eq!(insert.attribute("db.operation.name"), Some("INSERT"));
+    assert_eq!(
+        insert.attribute("db.response.returned_rows"),
+        Some("1"),
+        "the row it returned"
+    );
     only(&mutation, |span| span.name == "mutation AddOne");
     for span in receiver.all() {
         for (key, value) in &span.attributes {
