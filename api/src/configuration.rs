@@ -256,6 +256,10 @@ pub struct JwtSettings {
     /// `provider-role=reader|writer|admin` entries; empty: the claim's `reader`, `writer` and
     /// `admin` are ours as they are.
     pub role_map: Vec<String>,
+    /// Whether the key fetch carries the trace's `traceparent` while traces are sent. Off by
+    /// default: the provider is usually another party's service, which need not learn our
+    /// trace ids; on when it is yours and traced too.
+    pub send_trace_context: bool,
 }
 
 impl Default for JwtSettings {
@@ -271,6 +275,7 @@ impl Default for JwtSettings {
             leeway_s: 30,
             roles_claim: "roles".into(),
             role_map: Vec::new(),
+            send_trace_context: false,
         }
     }
 }

@@ -14,6 +14,10 @@
 //!   tokens with made-up key ids cannot hammer the provider. Until the keys load, JWTs are
 //!   answered `SERVICE_UNAVAILABLE` ("signing keys not loaded yet") and retried with backoff;
 //!   static tokens keep working.
+//! - While traces are sent, each fetch is a client span (`GET`): in the trace of the request
+//!   whose token named an unknown key, or in one of its own. It carries the W3C `traceparent`
+//!   to the provider only with `auth.jwt.send_trace_context`: a provider on another site
+//!   should not learn our trace ids, and we cannot tell its site from ours.
 
 use std::{
     collections::HashMap,
@@ -30,10 +34,12 @@ use jsonwebtoken::{
     jwk::{Jwk, KeyAlgorithm},
 };
 use serde_json::Value;
+use tracing::{Instrument, field::Empty};
 use url::Url;
 
 use super::{Principal, Role};
 use crate::configuration::JwtSettings;
+use crate::telemetry::traces;
 
 /// Used when the provider's response says nothing about caching.
 const DEFAULT_KEYS_LIFETIME: Duration = Duration::from_secs(3600);
@@ -101,6 +107,8 @@ pub struct JwtVerifier {
     refresh_at: std::sync::Mutex<Instant>,
     loaded: AtomicBool,
     http: reqwest::Client,
+    /// Whether a fetch carries the trace's `traceparent`.
+    send_trace_context: bool,
 }
 
 impl JwtVerifier {
@@ -183,6 +191,7 @@ impl JwtVerifier {
             refresh_at: std::sync::Mutex::new(Instant::now()),
             loaded: AtomicBool::new(false),
             http,
+            send_trace_context: settings.send_trace_context,
         };
         if let KeySource::File(path) = &verifier.source {
             let text = std::fs::read_to_string(path).map_err(|error| {
@@ -345,14 +354,19 @@ impl JwtVerifier {
             return Ok(());
         }
         *last_fetch = Some(Instant::now());
+        let span = fetch_span(url);
         let outcome = async {
-            let response = self
-                .http
-                .get(url.clone())
-                .send()
-                .await
-                .map_err(|error| format!("cannot fetch {url}: {error}"))?;
+            let mut request = self.http.get(url.clone());
+            if self.send_trace_context {
+                request = request.headers(traces::context_headers(&span));
+            }
+            let response = request.send().await.map_err(|error| {
+                span.record("error.type", "_OTHER");
+                format!("cannot fetch {url}: {error}")
+            })?;
+            span.record("http.response.status_code", response.status().as_u16());
             if !response.status().is_success() {
+                span.record("error.type", response.status().as_str());
                 return Err(format!("{url} answered {}", response.status()));
             }
             let lifetime = max_age(response.headers());
@@ -362,7 +376,11 @@ impl JwtVerifier {
             let keys = self.usable_keys(&text)?;
             Ok((keys, lifetime))
         }
+        .instrument(span.clone())
         .await;
+        if outcome.is_err() {
+            span.record("otel.status_code", "ERROR");
+        }
         match outcome {
             Ok((keys, lifetime)) => {
                 let count = keys.values().map(Vec::len).sum::<usize>();
@@ -532,6 +550,30 @@ const MAX_JWKS_BYTES: usize = 256 * 1024;
 
 /// Redirects are followed only within the key set's own origin (scheme, host and port), at
 /// most 3: a redirect must not send the fetch to another site or from https down to http.
+/// A fetch's span while traces are sent, named and attributed as OpenTelemetry's HTTP client
+/// conventions say; the URL without its user, password or query, which may hold secrets.
+fn fetch_span(url: &Url) -> tracing::Span {
+    if !traces::enabled() {
+        return tracing::Span::none();
+    }
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    shown.set_fragment(None);
+    tracing::info_span!(
+        "GET",
+        otel.kind = "client",
+        otel.status_code = Empty,
+        http.request.method = "GET",
+        server.address = url.host_str().unwrap_or_default(),
+        server.port = url.port_or_known_default().unwrap_or_default(),
+        url.full = shown.as_str(),
+        http.response.status_code = Empty,
+        error.type = Empty,
+    )
+}
+
 fn same_origin_redirects() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
         let first = attempt.previous().first().map(reqwest::Url::origin);

@@ -20,7 +20,7 @@ use opentelemetry::{
         Link, SpanContext, SpanKind, TraceContextExt, TraceId, TraceState, TracerProvider as _,
     },
 };
-use opentelemetry_http::HeaderExtractor;
+use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::{
     Resource,
@@ -28,6 +28,7 @@ use opentelemetry_sdk::{
     trace::{SamplingDecision, SamplingResult, SdkTracer, SdkTracerProvider, ShouldSample},
 };
 use secrecy::ExposeSecret;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{
     Layer,
     filter::{FilterExt, Targets, filter_fn},
@@ -153,6 +154,17 @@ pub fn current_traceparent() -> Option<String> {
             span_context.trace_flags().to_u8()
         )
     })
+}
+
+/// `span`'s context as W3C Trace Context headers (`traceparent`, and `tracestate` when there
+/// is one), for a request this server sends; none when the span is not sampled.
+pub fn context_headers(span: &tracing::Span) -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let context = span.context();
+    if context.span().span_context().is_sampled() {
+        TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(&mut headers));
+    }
+    headers
 }
 
 /// The writer's span from a notification's `traceparent`, as the parent of its delivery. It is

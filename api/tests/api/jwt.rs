@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::{
     Router,
     extract::State,
-    http::{StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     response::IntoResponse,
     routing::get,
 };
@@ -25,6 +25,8 @@ use crate::helpers::{
     run, spawn_app_with, stations_api,
 };
 use crate::live::{LiveClient, TRANSPORT_WS};
+use crate::traces::{ReceivedSpan, Receiver, only};
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 
 const ISSUER: &str = "https://sso.example.test/realms/stations";
 const AUDIENCE: &str = "stations-api";
@@ -129,6 +131,8 @@ struct Published {
     keys: Vec<Value>,
     max_age_secs: Option<u64>,
     fetches: usize,
+    /// The `traceparent` each fetch carried, in order.
+    traceparents: Vec<Option<String>>,
 }
 
 /// The identity provider's JWKS endpoint on a loopback port of its own.
@@ -194,9 +198,17 @@ impl Drop for IdentityProvider {
     }
 }
 
-async fn jwks(State(published): State<Arc<Mutex<Published>>>) -> impl IntoResponse {
+async fn jwks(
+    State(published): State<Arc<Mutex<Published>>>,
+    headers: HeaderMap,
+) -> impl IntoResponse {
     let mut published = published.lock().unwrap();
     published.fetches += 1;
+    published.traceparents.push(
+        headers
+            .get("traceparent")
+            .map(|value| value.to_str().unwrap().to_owned()),
+    );
     let cache_control = published.max_age_secs.map_or_else(
         || "no-cache".to_owned(),
         |seconds| format!("public, max-age={seconds}"),
@@ -900,6 +912,127 @@ async fn the_key_set_is_not_fetched_through_a_redirect_to_another_origin_nor_rea
         ready.to_string().contains("signing keys not loaded yet"),
         "{ready}"
     );
+}
+
+/// A traced server trusting `provider`, its key refresh as frequent as settings allow.
+fn traced_server_trusting(
+    database: &TestDatabase,
+    receiver: &Receiver,
+    provider: &IdentityProvider,
+    send_trace_context: bool,
+) -> (ServerProcess, String) {
+    let jwks_url = provider.jwks_url();
+    ServerProcess::start(
+        &database.url,
+        &[
+            ("APP__TELEMETRY__OTLP__ENDPOINT", receiver.endpoint.as_str()),
+            ("APP__TELEMETRY__OTLP__EXPORT_INTERVAL_MS", "50"),
+            ("APP__TELEMETRY__TRUST_INCOMING_SAMPLING", "true"),
+            ("APP__AUTH__JWT__ENABLED", "true"),
+            ("APP__AUTH__JWT__ISSUER", ISSUER),
+            ("APP__AUTH__JWT__AUDIENCE", AUDIENCE),
+            ("APP__AUTH__JWT__JWKS_URL", jwks_url.as_str()),
+            ("APP__AUTH__JWT__JWKS_MIN_REFRESH_SECS", "5"),
+            (
+                "APP__AUTH__JWT__SEND_TRACE_CONTEXT",
+                if send_trace_context { "true" } else { "false" },
+            ),
+        ],
+    )
+}
+
+/// The fetch span `traceparent` names (`00-<trace>-<span>-<flags>`), once received.
+async fn fetch_span_of(receiver: &Receiver, traceparent: &str) -> ReceivedSpan {
+    let fields: Vec<&str> = traceparent.split('-').collect();
+    let (trace_id, span_id) = (fields[1], fields[2]);
+    let spans = receiver
+        .trace(trace_id, |spans| {
+            spans.iter().any(|span| span.span_id == span_id)
+        })
+        .await;
+    only(&spans, |span| span.span_id == span_id).clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_fetch_is_traced_and_carries_the_trace_only_to_a_provider_of_our_own() {
+    let keys = &*KEYS;
+    let database = TestDatabase::migrated().await;
+    let receiver = Receiver::start().await;
+    let ours = IdentityProvider::up(&[&keys.rsa]).await;
+    let theirs = IdentityProvider::up(&[&keys.rsa]).await;
+    let (mut own_server, own_address) = traced_server_trusting(&database, &receiver, &ours, true);
+    let (mut their_server, _) = traced_server_trusting(&database, &receiver, &theirs, false);
+
+    // The start-up fetch, in a trace of its own: sent to our provider only.
+    let sent = ours.published.lock().unwrap().traceparents[0]
+        .clone()
+        .expect("our provider sees the fetch's traceparent");
+    let fetch = fetch_span_of(&receiver, &sent).await;
+    assert_eq!(fetch.name, "GET");
+    assert_eq!(fetch.kind, SpanKind::Client as i32);
+    assert_eq!(fetch.attribute("url.full"), Some(ours.jwks_url().as_str()));
+    assert_eq!(fetch.attribute("http.response.status_code"), Some("200"));
+    assert_eq!(theirs.published.lock().unwrap().traceparents, [None]);
+    let their_url = theirs.jwks_url();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !receiver
+        .all()
+        .iter()
+        .any(|span| span.attribute("url.full") == Some(their_url.as_str()))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the other provider's fetch is traced too, on our side only"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A token with a new key id fetches again, inside its request's trace, once the last fetch
+    // is auth.jwt.jwks_min_refresh_secs (5 s) old.
+    ours.publish(&[&keys.rsa, &keys.next]);
+    let token = bearer(&keys.next.sign(&claims(&["reader"])));
+    let caller_trace = "7a0d5b3c9e1f2a4b6c8d0e2f4a6b8c0d";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let response = reqwest::Client::new()
+            .post(format!("{own_address}/graphql"))
+            .header("authorization", &token)
+            .header(
+                "traceparent",
+                format!("00-{caller_trace}-00f067aa0ba902b7-01"),
+            )
+            .json(&json!({ "query": COUNT }))
+            .send()
+            .await
+            .expect("an answer");
+        if response.status() == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rotated key was never fetched"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let sent = ours.published.lock().unwrap().traceparents[1]
+        .clone()
+        .expect("the second fetch's traceparent");
+    assert!(sent.starts_with(&format!("00-{caller_trace}-")), "{sent}");
+    let fetch = fetch_span_of(&receiver, &sent).await;
+    let request = receiver
+        .trace(caller_trace, |spans| {
+            spans
+                .iter()
+                .any(|span| span.span_id == fetch.parent_span_id)
+        })
+        .await;
+    let parent = only(&request, |span| span.span_id == fetch.parent_span_id);
+    assert!(
+        parent.name == "POST /graphql" || parent.name.starts_with("query"),
+        "the fetch sits in the request that needed it: {parent:#?}"
+    );
+    own_server.terminate();
+    their_server.terminate();
 }
 
 #[test]

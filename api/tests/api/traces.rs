@@ -26,10 +26,10 @@ use crate::scram_cluster::free_port;
 #[derive(Debug, Clone)]
 pub struct ReceivedSpan {
     pub trace_id: String,
-    span_id: String,
-    parent_span_id: String,
+    pub span_id: String,
+    pub parent_span_id: String,
     pub name: String,
-    kind: i32,
+    pub kind: i32,
     attributes: HashMap<String, String>,
     service_name: String,
     /// `service.instance.id`: which replica sent it.
@@ -37,7 +37,7 @@ pub struct ReceivedSpan {
 }
 
 impl ReceivedSpan {
-    fn attribute(&self, key: &str) -> Option<&str> {
+    pub fn attribute(&self, key: &str) -> Option<&str> {
         self.attributes.get(key).map(String::as_str)
     }
 }
@@ -212,7 +212,7 @@ async fn post_traced(
     (response.json().await.expect("a JSON body"), request_id)
 }
 
-fn only(spans: &[ReceivedSpan], wanted: impl Fn(&ReceivedSpan) -> bool) -> &ReceivedSpan {
+pub fn only(spans: &[ReceivedSpan], wanted: impl Fn(&ReceivedSpan) -> bool) -> &ReceivedSpan {
     let found: Vec<&ReceivedSpan> = spans.iter().filter(|span| wanted(span)).collect();
     assert_eq!(found.len(), 1, "expected one such span in {spans:#?}");
     found[0]
