@@ -337,6 +337,10 @@ pub struct TelemetrySettings {
     /// its trace (`OTEL_TRACES_SAMPLER=parentbased_*`). Off: anyone on the Internet could make
     /// every request of theirs traced; its trace id is still kept, so the trace joins theirs.
     pub trust_incoming_sampling: bool,
+    /// A span for every field resolved, at `debug` level, to find a slow resolver. Off in
+    /// production: it multiplies each trace's spans by its fields, and a page's edges are then
+    /// resolved field by field rather than in one pass.
+    pub field_spans: bool,
     pub otlp: OtlpSettings,
 }
 

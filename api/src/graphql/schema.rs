@@ -10,7 +10,7 @@ use super::limits::Limits;
 use super::mutation::observation::ObservationMutation;
 use super::mutation::station::StationMutation;
 use super::pipeline::{
-    FieldHooks, Pipeline, authorization::Authorization, cost::Cost, database_gate::DatabaseGate,
+    Pipeline, authorization::Authorization, cost::Cost, database_gate::DatabaseGate,
     deadline::Deadline, documents::Documents, loaders::Loaders,
     operation_transport::OperationTransport, read_routing::ReadRouting, telemetry::Telemetry,
 };
@@ -67,7 +67,10 @@ pub fn build_schema(settings: &Settings, parts: SchemaParts) -> AppSchema {
     let subscriptions = &settings.subscriptions;
     // Every operation passes these, in this order (`graphql::pipeline`).
     let pipeline = Pipeline::new()
-        .then(Telemetry::new(Arc::clone(&parts.metrics)))
+        .then(Telemetry::new(
+            Arc::clone(&parts.metrics),
+            settings.telemetry.field_spans,
+        ))
         .then(Documents::new(Arc::new(parts.documents)))
         .then(Cost::new(&settings.graphql, subscriptions.max_complexity))
         .then(OperationTransport)
@@ -81,8 +84,8 @@ pub fn build_schema(settings: &Settings, parts: SchemaParts) -> AppSchema {
         .then(Loaders)
         .then(SubscriptionLimit::new(subscriptions.max_per_connection));
     let mut builder = builder()
+        .data(pipeline.field_hooks())
         .extension(pipeline.into_extension())
-        .data(FieldHooks(false))
         // Where resolvers read unless the operation was routed elsewhere: the primary.
         .data(ReadConnection::primary(primary.clone()))
         .data(parts.metrics)

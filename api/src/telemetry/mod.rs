@@ -24,7 +24,11 @@ pub fn init(log: &LogSettings, telemetry: &TelemetrySettings) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&log.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let result = match traces::layer(telemetry) {
+    let (traces, unavailable) = match traces::layer(telemetry) {
+        Ok(traces) => (traces, None),
+        Err(reason) => (None, Some(reason)),
+    };
+    let result = match traces {
         // Off, the subscriber is what it was before traces existed: one filter for everything.
         // A filter per layer, or a layer listening at another level, costs every request (the
         // registry keeps per-layer state for each span, and every `debug` and `trace` callsite
@@ -66,6 +70,9 @@ pub fn init(log: &LogSettings, telemetry: &TelemetrySettings) {
     };
     // A subscriber is already installed (a second test in the same process): keep it.
     drop(result);
+    if let Some(reason) = unavailable {
+        tracing::warn!("traces are not sent: {reason}");
+    }
 }
 
 /// One JSON object per log line, written by a thread of its own.

@@ -38,6 +38,9 @@ use tracing_subscriber::{
 use super::export::{Exporting, ReqwestClient};
 use crate::configuration::TelemetrySettings;
 
+/// The target of the fields' spans (`telemetry.field_spans`), at `debug`.
+pub const FIELD_SPANS: &str = "stations_api::graphql::field";
+
 static TRACER: OnceLock<SdkTracer> = OnceLock::new();
 static EXPORTING: OnceLock<Exporting> = OnceLock::new();
 
@@ -51,24 +54,28 @@ pub(super) fn tracer() -> Option<&'static SdkTracer> {
     TRACER.get()
 }
 
-/// The layer that turns this crate's spans (at `info` and above: field-level and debug spans
-/// stay out of production traces) into OpenTelemetry spans, with the exporter behind it; `None`
-/// when tracing is off or cannot start.
-pub(super) fn layer<S>(settings: &TelemetrySettings) -> Option<impl Layer<S> + Send + Sync>
+/// The layer that turns this crate's spans (at `info` and above: debug spans stay out of
+/// production traces; the fields' too, unless `telemetry.field_spans`) into OpenTelemetry
+/// spans, with the exporter behind it; `None` when tracing is off, and why when it cannot start.
+pub(super) fn layer<S>(
+    settings: &TelemetrySettings,
+) -> Result<Option<impl Layer<S> + Send + Sync>, String>
 where
     S: tracing::Subscriber + for<'span> LookupSpan<'span> + Send + Sync,
 {
-    let url = settings.otlp.traces_url()?;
+    let Some(url) = settings.otlp.traces_url() else {
+        return Ok(None);
+    };
     // Every command runs on the runtime; a caller outside it gets no traces, not a panic. A
     // second call (a test server in the same process) keeps the first pipeline.
     if tokio::runtime::Handle::try_current().is_err() || TRACER.get().is_some() {
-        return None;
+        return Ok(None);
     }
     let client = reqwest::Client::builder()
         .timeout(settings.otlp.export_timeout())
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .ok()?;
+        .map_err(|error| format!("no HTTP client for the exporter: {error}"))?;
     let headers: HashMap<String, String> = settings
         .otlp
         .headers
@@ -83,7 +90,8 @@ where
         .with_headers(headers)
         .with_timeout(settings.otlp.export_timeout())
         .build()
-        .ok()?;
+        // Its error may quote the endpoint, and a URL may hold credentials: say less.
+        .map_err(|_| "the OTLP exporter refused telemetry.otlp's endpoint or headers".to_owned())?;
     let resource = Resource::builder()
         .with_service_name(settings.service_name.clone())
         .with_attributes([
@@ -109,12 +117,14 @@ where
         .build();
     let tracer = provider.tracer("stations-api");
     if TRACER.set(tracer.clone()).is_err() || EXPORTING.set(exporting).is_err() {
-        return None;
+        return Ok(None);
     }
-    let spans_only = Targets::new()
-        .with_target(env!("CARGO_CRATE_NAME"), tracing::Level::INFO)
-        .and(filter_fn(|metadata| metadata.is_span()));
-    Some(
+    let mut ours = Targets::new().with_target(env!("CARGO_CRATE_NAME"), tracing::Level::INFO);
+    if settings.field_spans {
+        ours = ours.with_target(FIELD_SPANS, tracing::Level::DEBUG);
+    }
+    let spans_only = ours.and(filter_fn(|metadata| metadata.is_span()));
+    Ok(Some(
         tracing_opentelemetry::layer()
             .with_tracer(tracer)
             // What a span is, not how the process ran it: no source location, thread, target
@@ -124,7 +134,7 @@ where
             .with_target(false)
             .with_tracked_inactivity(false)
             .with_filter(spans_only),
-    )
+    ))
 }
 
 /// Sends the spans still queued, within two seconds.

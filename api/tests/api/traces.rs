@@ -616,6 +616,92 @@ async fn operations_over_a_websocket_join_the_trace_of_its_upgrade() {
     server.terminate();
 }
 
+#[tokio::test]
+async fn with_field_spans_each_field_is_a_span_under_its_parent_field() {
+    let database = TestDatabase::migrated().await;
+    let receiver = Receiver::start().await;
+    let (mut server, address) = traced_server(
+        &database,
+        &receiver,
+        &[
+            ("APP__TELEMETRY__TRUST_INCOMING_SAMPLING", "true"),
+            ("APP__TELEMETRY__FIELD_SPANS", "true"),
+        ],
+    );
+    let (created, _) = post_traced(
+        &address,
+        "00-33333333333333333333333333333333-2222222222222222-00",
+        "mutation($inputs: [CreateStationInput!]!) { createStations(inputs: $inputs) { id } }",
+        json!({ "inputs": [
+            { "code": "FIELD-1", "name": "First", "lat": 1.0, "lng": 1.0 },
+            { "code": "FIELD-2", "name": "Second", "lat": 2.0, "lng": 2.0 },
+        ] }),
+    )
+    .await;
+    assert!(created.get("errors").is_none(), "{created}");
+
+    // A page's edges, which without field spans are answered in one pass.
+    let (page, _) = post_traced(
+        &address,
+        &format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"),
+        "query Page { stations(first: 2) { edges { node { code title: name } } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        page["data"]["stations"]["edges"],
+        json!([
+            { "node": { "code": "FIELD-1", "title": "First" } },
+            { "node": { "code": "FIELD-2", "title": "Second" } },
+        ]),
+        "{page}"
+    );
+
+    let spans = receiver
+        .trace(CALLER_TRACE, |spans| {
+            spans.iter().any(|span| span.name == "query Page")
+                && spans
+                    .iter()
+                    .filter(|span| span.name == "resolve Station.name")
+                    .count()
+                    == 2
+        })
+        .await;
+    let operation = only(&spans, |span| span.name == "query Page");
+    let stations = only(&spans, |span| span.name == "resolve Query.stations");
+    assert_eq!(stations.parent_span_id, operation.span_id);
+    assert_eq!(stations.attribute("graphql.field.name"), Some("stations"));
+    assert_eq!(
+        stations.attribute("graphql.field.type"),
+        Some("StationConnection!")
+    );
+    let second_name = only(&spans, |span| {
+        span.attribute("graphql.field.path") == Some("stations.edges.1.node.title")
+    });
+    assert_eq!(second_name.name, "resolve Station.name");
+    assert_eq!(
+        second_name.attribute("graphql.parent.name"),
+        Some("Station")
+    );
+    // Each field's span sits under its parent field's, up to the operation's.
+    let mut ancestor = second_name;
+    let mut names = Vec::new();
+    while ancestor.span_id != operation.span_id {
+        names.push(ancestor.name.as_str());
+        ancestor = only(&spans, |span| span.span_id == ancestor.parent_span_id);
+    }
+    assert_eq!(
+        names,
+        [
+            "resolve Station.name",
+            "resolve StationEdge.node",
+            "resolve StationConnection.edges",
+            "resolve Query.stations",
+        ]
+    );
+    server.terminate();
+}
+
 /// The request's log line, read once the request has been answered: whether it names a trace
 /// says whether the request was traced, without waiting for an export that may never come.
 async fn traced_by(server: &mut ServerProcess, address: &str, traceparent: &str) -> Value {

@@ -20,6 +20,7 @@
 //! overrides only the stages it cares about: [`Policy::prepare`] (before validation, the
 //! operation known), [`Policy::validated`] (what validation measured),
 //! [`Policy::around_execute`] (the first policy's wraps all the others'),
+//! [`Policy::around_resolve`] (each field, only while a policy asks for it),
 //! [`Policy::subscribe`] (every operation of a WebSocket, as a stream) and [`Policy::finish`]
 //! (the response, every error with its code). The operation a request runs is worked out once
 //! ([`PreparedOperation`]) and shared by every hook.
@@ -72,10 +73,11 @@ use std::{
 };
 
 use async_graphql::{
-    Data, Request, Response, ServerError, ServerResult, ValidationResult,
+    Data, QueryPathNode, QueryPathSegment, Request, Response, ServerError, ServerResult,
+    ValidationResult, Value,
     extensions::{
         Extension, ExtensionContext, ExtensionFactory, NextExecute, NextPrepareRequest,
-        NextRequest, NextSubscribe, NextValidation,
+        NextRequest, NextResolve, NextSubscribe, NextValidation, ResolveInfo,
     },
     futures_util::stream::BoxStream,
     parser::types::OperationType,
@@ -144,14 +146,40 @@ impl Origin {
     }
 }
 
-/// Whether the pipeline hooks `Extension::resolve`, which would run on every field; in the
-/// schema's data. No policy does today, and none should without measuring: async-graphql
-/// calls the hook for every field of every operation. Fields answered in one pass
-/// (`types::station::edges`) never reach such a hook, so they step aside when this is set: a
-/// policy that needs every field (field-level tracing, at a debug level) adds a `resolve` hook
-/// to [`Policy`] and sets this while it is on, and only then.
+/// Whether the pipeline watches every field ([`Policy::resolves_fields`]); in the schema's
+/// data. Fields answered in one pass (`types::station::edges`) never reach the hook, so they
+/// step aside while this is set.
 #[derive(Debug, Clone, Copy)]
 pub struct FieldHooks(pub bool);
+
+/// The field being resolved, as [`Policy::around_resolve`] sees it.
+pub struct ResolvingField<'a> {
+    /// The type whose field it is (`Station`).
+    pub parent_type: &'a str,
+    pub name: &'a str,
+    /// Its type, qualified (`[Observation!]!`).
+    pub return_type: &'a str,
+    /// Where it is in the response (`stations.edges.0.node.name`).
+    pub path: &'a QueryPathNode<'a>,
+    /// Whether it is part of introspection (`__schema`, `__typename`).
+    pub is_for_introspection: bool,
+    /// Whether this is one item of a list field, which async-graphql resolves again, item by
+    /// item, inside the field's own resolution (`stations.edges.1`).
+    pub is_list_item: bool,
+}
+
+impl<'a> ResolvingField<'a> {
+    fn of(info: &ResolveInfo<'a>) -> Self {
+        Self {
+            parent_type: info.parent_type,
+            name: info.name,
+            return_type: info.return_type,
+            path: info.path_node,
+            is_for_introspection: info.is_for_introspection,
+            is_list_item: matches!(info.path_node.segment, QueryPathSegment::Index(_)),
+        }
+    }
+}
 
 /// The operation a request runs, worked out once its document is known.
 #[derive(Debug, Clone)]
@@ -266,6 +294,25 @@ pub trait Policy: Send + Sync + 'static {
         execution
     }
 
+    /// Whether [`Policy::around_resolve`] should run; asked once, when the schema is built.
+    /// async-graphql calls the field hook for every field of every operation, and a page's
+    /// edges give up their one-pass answer for it ([`FieldHooks`]): no policy should ask
+    /// unless it is switched on, and then measured.
+    fn resolves_fields(&self) -> bool {
+        false
+    }
+
+    /// Around one field's resolution, while some policy [`Policy::resolves_fields`]: may watch
+    /// it. The first policy's wraps the others'.
+    fn around_resolve(
+        &self,
+        field: &ResolvingField<'_>,
+        resolution: impl Resolution,
+    ) -> impl Resolution {
+        let _ = field;
+        resolution
+    }
+
     /// Every operation of a WebSocket runs as a stream, through this hook, before it is
     /// prepared (async-graphql's order); the first policy's wraps the others'.
     fn subscribe<'s>(
@@ -287,6 +334,11 @@ pub trait Policy: Send + Sync + 'static {
 pub trait Execution: Future<Output = Response> + Send {}
 
 impl<F: Future<Output = Response> + Send> Execution for F {}
+
+/// A field's resolution as policies wrap it: a future that ends in its value.
+pub trait Resolution: Future<Output = ServerResult<Option<Value>>> + Send {}
+
+impl<F: Future<Output = ServerResult<Option<Value>>> + Send> Resolution for F {}
 
 /// The empty list.
 impl Policy for () {}
@@ -321,6 +373,19 @@ impl<First: Policy, Next: Policy> Policy for Then<First, Next> {
     ) -> impl Execution {
         self.0
             .around_execute(operation, self.1.around_execute(operation, execution))
+    }
+
+    fn resolves_fields(&self) -> bool {
+        self.0.resolves_fields() || self.1.resolves_fields()
+    }
+
+    fn around_resolve(
+        &self,
+        field: &ResolvingField<'_>,
+        resolution: impl Resolution,
+    ) -> impl Resolution {
+        self.0
+            .around_resolve(field, self.1.around_resolve(field, resolution))
     }
 
     fn subscribe<'s>(
@@ -358,18 +423,30 @@ impl<Policies: Policy> Pipeline<Policies> {
         Pipeline(Then(self.0, policy))
     }
 
+    /// Whether some policy watches every field: the schema's [`FieldHooks`].
+    pub fn field_hooks(&self) -> FieldHooks {
+        FieldHooks(self.0.resolves_fields())
+    }
+
     /// The list as the schema's one extension.
     pub fn into_extension(self) -> PipelineExtension<Policies> {
-        PipelineExtension(Arc::new(self.0))
+        PipelineExtension {
+            resolves_fields: self.0.resolves_fields(),
+            policies: Arc::new(self.0),
+        }
     }
 }
 
-pub struct PipelineExtension<Policies>(Arc<Policies>);
+pub struct PipelineExtension<Policies> {
+    policies: Arc<Policies>,
+    resolves_fields: bool,
+}
 
 impl<Policies: Policy> ExtensionFactory for PipelineExtension<Policies> {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(Operation {
-            policies: Arc::clone(&self.0),
+            policies: Arc::clone(&self.policies),
+            resolves_fields: self.resolves_fields,
             record: OperationRecord::default(),
         })
     }
@@ -378,6 +455,8 @@ impl<Policies: Policy> ExtensionFactory for PipelineExtension<Policies> {
 /// One operation passing the pipeline.
 struct Operation<Policies> {
     policies: Arc<Policies>,
+    /// Whether [`Policy::around_resolve`] runs.
+    resolves_fields: bool,
     record: OperationRecord,
 }
 
@@ -466,6 +545,21 @@ impl<Policies: Policy> Extension for Operation<Policies> {
             // Validation accepted what no policy could place: nothing to wrap it in.
             None => execution.await,
         }
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<Value>> {
+        if !self.resolves_fields {
+            return next.run(ctx, info).await;
+        }
+        let field = ResolvingField::of(&info);
+        self.policies
+            .around_resolve(&field, next.run(ctx, info))
+            .await
     }
 
     /// Every operation of a WebSocket, as a stream: while traces are sent, in a span of its own

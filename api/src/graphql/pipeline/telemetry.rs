@@ -4,30 +4,56 @@
 //! span names it as it ran, else as the client named it, else "anonymous"; the metrics label
 //! it by the name it ran under, and every operation refused before it ran as "unvalidated".
 //! Names are cut at 64 characters. While traces are sent, it also names the operation's span
-//! ("query Stations") and marks it failed with the first error's code.
+//! ("query Stations") and marks it failed with the first error's code; and with
+//! `telemetry.field_spans`, gives every field a span of its own, at `debug`.
 
 use std::{borrow::Cow, sync::Arc, time::Duration};
 
 use async_graphql::{Response, parser::types::OperationType};
 use opentelemetry::trace::TraceContextExt;
+use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::{OperationRecord, Policy, PreparedOperation};
+use super::{OperationRecord, Policy, PreparedOperation, Resolution, ResolvingField};
 use crate::error::ErrorCode;
 use crate::metrics::Metrics;
 use crate::telemetry::traces;
 
 pub struct Telemetry {
     metrics: Arc<Metrics>,
+    /// Whether each field has a span: `telemetry.field_spans`, while traces are sent.
+    field_spans: bool,
 }
 
 impl Telemetry {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self { metrics }
+    pub fn new(metrics: Arc<Metrics>, field_spans: bool) -> Self {
+        Self {
+            metrics,
+            field_spans: field_spans && traces::enabled(),
+        }
     }
 }
 
 impl Policy for Telemetry {
+    fn resolves_fields(&self) -> bool {
+        self.field_spans
+    }
+
+    /// The field's span, under its parent field's (or the operation's); none for the items of
+    /// a list, whose fields sit directly under the list field's.
+    fn around_resolve(
+        &self,
+        field: &ResolvingField<'_>,
+        resolution: impl Resolution,
+    ) -> impl Resolution {
+        let span = if self.field_spans && !field.is_for_introspection && !field.is_list_item {
+            field_span(field)
+        } else {
+            tracing::Span::none()
+        };
+        resolution.instrument(span)
+    }
+
     /// Records an operation that ended with `response` after `elapsed`.
     fn finish(&self, record: &OperationRecord, response: &Response, elapsed: Duration) {
         let outcome = response.errors.first().map_or("ok", ErrorCode::label_of);
@@ -55,6 +81,21 @@ impl Policy for Telemetry {
         self.metrics
             .record_request(label, outcome, elapsed, trace_id);
     }
+}
+
+/// A field's span, named by its type and field ("resolve Station.name") so that the names stay
+/// few, with its place in the response beside; at `debug`, which only
+/// `telemetry.field_spans` lets through to the collector (`telemetry::traces::layer`).
+fn field_span(field: &ResolvingField<'_>) -> tracing::Span {
+    tracing::debug_span!(
+        target: traces::FIELD_SPANS,
+        "resolve",
+        otel.name = format!("resolve {}.{}", field.parent_type, field.name),
+        graphql.field.name = field.name,
+        graphql.field.path = %field.path,
+        graphql.field.type = field.return_type,
+        graphql.parent.name = field.parent_type,
+    )
 }
 
 /// Names the operation's span as OpenTelemetry's GraphQL conventions say ("query Stations",
