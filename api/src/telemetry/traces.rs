@@ -4,8 +4,9 @@
 //!
 //! One trace per request: the HTTP server span (`startup::router`), the GraphQL operation
 //! (`graphql::pipeline`), each DataLoader batch (`graphql::loaders`), and under them the wait
-//! for a pool connection and each SQL statement ([`super::sql`]). Log lines carry the trace's
-//! id while it is sampled.
+//! for a pool connection and each SQL statement ([`super::sql`]), the identity provider's key
+//! fetch when a token needs one (`auth::jwt`), and with `telemetry.field_spans` each field
+//! (`graphql::pipeline::telemetry`). Log lines carry the trace's id while it is sampled.
 //!
 //! Off, none of this runs: no layer is installed and [`enabled`] keeps the request path from
 //! looking for a `traceparent` header.
@@ -119,11 +120,19 @@ where
     if TRACER.set(tracer.clone()).is_err() || EXPORTING.set(exporting).is_err() {
         return Ok(None);
     }
+    let level = if settings.field_spans {
+        tracing::Level::DEBUG
+    } else {
+        tracing::Level::INFO
+    };
     let mut ours = Targets::new().with_target(env!("CARGO_CRATE_NAME"), tracing::Level::INFO);
     if settings.field_spans {
-        ours = ours.with_target(FIELD_SPANS, tracing::Level::DEBUG);
+        ours = ours.with_target(FIELD_SPANS, level);
     }
-    let spans_only = ours.and(filter_fn(|metadata| metadata.is_span()));
+    // The level hint matters: without one the subscriber has none (`And` keeps the lower), and
+    // every `debug` and `trace` callsite of every crate (SeaORM's span around each statement)
+    // would be asked whether it is wanted.
+    let spans_only = ours.and(filter_fn(|metadata| metadata.is_span()).with_max_level_hint(level));
     Ok(Some(
         tracing_opentelemetry::layer()
             .with_tracer(tracer)
