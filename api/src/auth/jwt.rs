@@ -548,8 +548,6 @@ fn claim_at<'a>(claims: &'a Value, path: &str) -> Option<&'a Value> {
 /// read into memory.
 const MAX_JWKS_BYTES: usize = 256 * 1024;
 
-/// Redirects are followed only within the key set's own origin (scheme, host and port), at
-/// most 3: a redirect must not send the fetch to another site or from https down to http.
 /// A fetch's span while traces are sent, named and attributed as OpenTelemetry's HTTP client
 /// conventions say; the URL without its user, password or query, which may hold secrets.
 fn fetch_span(url: &Url) -> tracing::Span {
@@ -574,6 +572,8 @@ fn fetch_span(url: &Url) -> tracing::Span {
     )
 }
 
+/// Redirects are followed only within the key set's own origin (scheme, host and port), at
+/// most 3: a redirect must not send the fetch to another site or from https down to http.
 fn same_origin_redirects() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
         let first = attempt.previous().first().map(reqwest::Url::origin);

@@ -162,10 +162,9 @@ impl DriverReports {
         let reports = Targets::new()
             .with_target(ACQUIRE_TARGET, tracing::Level::INFO)
             .with_target(STATEMENT_TARGET, tracing::Level::INFO);
-        // With its level: a filter without one leaves the subscriber none (`And` keeps the
-        // lower), and every `trace` callsite of every crate would then ask.
-        // Dynamic: a plain `filter_fn` is asked once per callsite, outside any span, and its
-        // answer kept.
+        // Dynamic, since a plain `filter_fn` is asked once per callsite, outside any span, and
+        // its answer kept; with a level, since a filter without one leaves the subscriber none
+        // (`And` keeps the lower), and every `trace` callsite of every crate would then ask.
         let statements_when_sampled = dynamic_filter_fn(|metadata, _| {
             metadata.target() != STATEMENT_TARGET
                 || Context::map_current(|context| context.span().span_context().is_sampled())
