@@ -9,7 +9,8 @@
 //!   subscriptions on each ([`super::subscription_limit`]);
 //! - the bearer token comes in `connection_init` (`{"authorization": "Bearer <token>"}`, or the
 //!   upgrade request's own `Authorization` header), admitted by the authorization policy; a
-//!   refused one closes with 4403;
+//!   refused one closes with 4403; while traces are sent, a `traceparent` beside it makes the
+//!   connection's operations part of the caller's trace (browsers cannot set upgrade headers);
 //! - a WebSocket ping every `subscriptions.keepalive_secs`; 4408 when `connection_init` does not
 //!   come in time; a connection idle for `subscriptions.idle_timeout_secs` is closed;
 //! - a message or frame over `server.max_body_bytes` closes with 1009 before it is parsed;
@@ -31,8 +32,9 @@ use async_graphql::{
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::{
     extract::ws::{CloseFrame, Message, WebSocket},
-    http::HeaderValue,
+    http::{HeaderMap, HeaderValue},
 };
+use opentelemetry::trace::TraceContextExt;
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::{CancellationToken, PollSender};
@@ -41,8 +43,9 @@ use super::connection::{Closing, Connection};
 use crate::auth::Authenticator;
 use crate::configuration::{ServerSettings, SubscriptionSettings};
 use crate::graphql::AppSchema;
-use crate::graphql::pipeline::{Origin, Transport, authorization::Authorization};
+use crate::graphql::pipeline::{CallersTrace, Origin, Transport, authorization::Authorization};
 use crate::metrics::Metrics;
+use crate::telemetry::traces;
 
 /// graphql-transport-ws: the client is not allowed to connect (its token).
 const FORBIDDEN: u16 = 4403;
@@ -164,6 +167,9 @@ pub async fn serve(
                 read_from_primary: false,
             });
             data.insert(Arc::clone(&connection));
+            if let Some(callers) = payload_trace(&payload) {
+                data.insert(CallersTrace(callers));
+            }
             Ok(data)
         }
     };
@@ -423,6 +429,30 @@ fn close_for_read_error(connection: &Connection, error: &axum::Error, max_messag
         }
         _ => {}
     }
+}
+
+/// The caller's trace named in a `connection_init` payload (`{"traceparent": "00-…",
+/// "tracestate": "…"}`, W3C Trace Context's headers as keys), while traces are sent.
+fn payload_trace(payload: &serde_json::Value) -> Option<opentelemetry::Context> {
+    if !traces::enabled() {
+        return None;
+    }
+    let mut headers = HeaderMap::new();
+    for key in ["traceparent", "tracestate"] {
+        if let Some(value) = payload
+            .get(key)
+            .and_then(serde_json::Value::as_str)
+            .and_then(|value| HeaderValue::from_str(value).ok())
+        {
+            headers.insert(key, value);
+        }
+    }
+    let context = traces::incoming_context(&headers);
+    context
+        .span()
+        .span_context()
+        .is_valid()
+        .then_some(context.clone())
 }
 
 /// The bearer token of a `connection_init` payload: `{"authorization": "Bearer <token>"}`

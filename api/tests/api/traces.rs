@@ -702,6 +702,49 @@ async fn with_field_spans_each_field_is_a_span_under_its_parent_field() {
     server.terminate();
 }
 
+#[tokio::test]
+async fn a_traceparent_in_connection_init_makes_the_sockets_operations_join_the_callers_trace() {
+    let database = TestDatabase::migrated().await;
+    let receiver = Receiver::start().await;
+    let (mut server, address) = traced_server(
+        &database,
+        &receiver,
+        &[("APP__TELEMETRY__TRUST_INCOMING_SAMPLING", "true")],
+    );
+    // What a browser's graphql-ws client can send: no header on the upgrade, the trace in the
+    // payload.
+    let mut client = LiveClient::connect(
+        &address,
+        TRANSPORT_WS,
+        json!({ "traceparent": format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01") }),
+    )
+    .await
+    .expect("connection_init accepted");
+    client
+        .subscribe(
+            "q",
+            "query FromBrowser { stations(first: 1) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    let answer = client.next_event("q", Duration::from_secs(5)).await;
+    assert_eq!(answer["data"]["stations"]["totalCount"], 0, "{answer}");
+    client.close().await;
+
+    let spans = receiver
+        .trace(CALLER_TRACE, |spans| {
+            spans.iter().any(|span| span.name == "query FromBrowser")
+        })
+        .await;
+    let operation = only(&spans, |span| span.name == "query FromBrowser");
+    assert_eq!(operation.parent_span_id, CALLER_SPAN);
+    assert!(
+        !spans.iter().any(|span| span.name == "GraphQL WebSocket"),
+        "the socket itself stays in a trace of its own: {spans:#?}"
+    );
+    server.terminate();
+}
+
 /// The request's log line, read once the request has been answered: whether it names a trace
 /// says whether the request was traced, without waiting for an export that may never come.
 async fn traced_by(server: &mut ServerProcess, address: &str, traceparent: &str) -> Value {

@@ -84,6 +84,7 @@ use async_graphql::{
 };
 use axum::http::{HeaderMap, HeaderValue, header};
 use tracing::{Instrument, field::Empty};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::error::ErrorCode;
 use crate::graphql::document_analysis::selected_operation;
@@ -145,6 +146,12 @@ impl Origin {
             .cloned()
     }
 }
+
+/// The caller's trace, from a WebSocket's `connection_init` payload (`traceparent`,
+/// `tracestate`), in the connection's data: a browser cannot set headers on the upgrade, so
+/// its clients send the trace there. Each operation of the connection joins it.
+#[derive(Debug, Clone)]
+pub struct CallersTrace(pub opentelemetry::Context);
 
 /// Whether the pipeline watches every field ([`Policy::resolves_fields`]); in the schema's
 /// data. Fields answered in one pass (`types::station::edges`) never reach the hook, so they
@@ -563,7 +570,8 @@ impl<Policies: Policy> Extension for Operation<Policies> {
     }
 
     /// Every operation of a WebSocket, as a stream: while traces are sent, in a span of its own
-    /// (a child of the socket's), named once it is prepared.
+    /// (a child of the socket's, or of the caller's span named in `connection_init`), named
+    /// once it is prepared.
     fn subscribe<'s>(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -575,6 +583,10 @@ impl<Policies: Policy> Extension for Operation<Policies> {
             return stream;
         }
         let span = operation_span();
+        if let Some(CallersTrace(callers)) = ctx.data_opt::<CallersTrace>() {
+            // Before the span is first entered, when it is started under this parent.
+            let _ = span.set_parent(callers.clone());
+        }
         let _ = self.record.span.set(span.clone());
         Box::pin(InSpan { stream, span })
     }
