@@ -569,6 +569,21 @@ async fn a_traced_write_the_database_refuses_is_explained_as_without_tracing() {
     server.terminate();
 }
 
+/// Runs `query <name>`, a count of the stations, over `client`'s socket, checks the answer
+/// (none yet), and closes the socket: its span ends, and is sent, when it closes.
+async fn count_stations_then_close(mut client: LiveClient, name: &str) {
+    client
+        .subscribe(
+            "q",
+            &format!("query {name} {{ stations(first: 1) {{ totalCount }} }}"),
+            json!({}),
+        )
+        .await;
+    let answer = client.next_event("q", Duration::from_secs(5)).await;
+    assert_eq!(answer["data"]["stations"]["totalCount"], 0, "{answer}");
+    client.close().await;
+}
+
 #[tokio::test]
 async fn operations_over_a_websocket_join_the_trace_of_its_upgrade() {
     let database = TestDatabase::migrated().await;
@@ -590,17 +605,7 @@ async fn operations_over_a_websocket_join_the_trace_of_its_upgrade() {
         .await
         .expect("an ack");
     assert_eq!(ack["type"], "connection_ack", "{ack}");
-    client
-        .subscribe(
-            "q",
-            "query Counted { stations(first: 1) { totalCount } }",
-            json!({}),
-        )
-        .await;
-    let answer = client.next_event("q", Duration::from_secs(5)).await;
-    assert_eq!(answer["data"]["stations"]["totalCount"], 0, "{answer}");
-    // The socket's span ends, and is sent, when the socket closes.
-    client.close().await;
+    count_stations_then_close(client, "Counted").await;
 
     let spans = receiver
         .trace(CALLER_TRACE, |spans| {
@@ -713,23 +718,14 @@ async fn a_traceparent_in_connection_init_makes_the_sockets_operations_join_the_
     );
     // What a browser's graphql-ws client can send: no header on the upgrade, the trace in the
     // payload.
-    let mut client = LiveClient::connect(
+    let client = LiveClient::connect(
         &address,
         TRANSPORT_WS,
         json!({ "traceparent": format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01") }),
     )
     .await
     .expect("connection_init accepted");
-    client
-        .subscribe(
-            "q",
-            "query FromBrowser { stations(first: 1) { totalCount } }",
-            json!({}),
-        )
-        .await;
-    let answer = client.next_event("q", Duration::from_secs(5)).await;
-    assert_eq!(answer["data"]["stations"]["totalCount"], 0, "{answer}");
-    client.close().await;
+    count_stations_then_close(client, "FromBrowser").await;
 
     let spans = receiver
         .trace(CALLER_TRACE, |spans| {
