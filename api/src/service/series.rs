@@ -6,9 +6,10 @@
 //! 1. the buckets' starts, computed by PostgreSQL in the requested zone (so that a day is 23
 //!    or 25 hours long on a daylight-saving change, exactly as `date_trunc(unit, t, zone)` has
 //!    it, and a week starts on Monday as ISO 8601 has it);
-//! 2. the aggregates of the measures the operation selects, each row placed in its bucket by
+//! 2. the aggregates the operation selects, and no others, each row placed in its bucket by
 //!    `width_bucket` over those starts; hour buckets of single stations are the rollup's own
-//!    rows, placed by their hour.
+//!    rows, placed by their hour. A column costs PostgreSQL and the server on every row: a week
+//!    of 100 stations' hours is 16,800 rows.
 //!
 //! The second statement reads the hourly rollup (`observations_hourly`, which PostgreSQL keeps
 //! in the writing transaction) for every whole hour of the range when each bucket is made of
@@ -113,8 +114,28 @@ pub struct SeriesRequest {
     pub gaps: Gaps,
     /// One series for all the stations together, instead of one per station.
     pub combined: bool,
-    /// The measures to aggregate, in the order of `Measure::ALL`; the others stay empty.
-    pub measures: Vec<Measure>,
+    /// The measures to aggregate, in the order of `Measure::ALL`, each with the aggregates to
+    /// compute; the others stay empty.
+    pub measures: Vec<MeasureAggregates>,
+}
+
+/// One measure of a series and which of its aggregates to compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MeasureAggregates {
+    pub measure: Measure,
+    pub count: bool,
+    pub min: bool,
+    pub max: bool,
+    pub avg: bool,
+    /// The sum, null where no observation reported the measure: precipitation's total.
+    pub total: bool,
+}
+
+impl MeasureAggregates {
+    /// Whether any of the measure's aggregates is asked for.
+    pub fn is_wanted(&self) -> bool {
+        self.wanted().next().is_some()
+    }
 }
 
 /// The aggregates of one bucket.
@@ -295,7 +316,7 @@ impl Plan {
     }
 
     /// The statement: columns `station_id` (or NULL when combined), the bucket's number or
-    /// hour, `count`, then `count`, `sum`, `min` and `max` of each measure asked for.
+    /// hour, `count`, then the aggregates each measure asks for (`MeasureAggregates::wanted`).
     fn statement(&self, request: &SeriesRequest, bucket_starts: &[DateTime<Utc>]) -> Statement {
         let (first_whole_hour, last_whole_hour) = self.whole_hours;
         let measures = &request.measures;
@@ -310,27 +331,34 @@ impl Plan {
             "((o.observed_at >= {since} AND o.observed_at < {first_hour}) \
              OR (o.observed_at >= {last_hour} AND o.observed_at < {until}))"
         );
-        let rollup = format!(
-            "SELECT h.station_id, h.hour AS at, h.count::bigint{} FROM observations_hourly h \
-             WHERE h.station_id = ANY({ids}::integer[]) \
-             AND h.hour >= {first_hour} AND h.hour < {last_hour}",
-            columns(measures, |m| format!(
-                "h.{m}_count::bigint, h.{m}_sum, h.{m}_min, h.{m}_max"
-            ))
-        );
+        let rollup_rows = |columns: String| {
+            format!(
+                "SELECT h.station_id, h.hour AS at, h.count::bigint{columns} \
+                 FROM observations_hourly h WHERE h.station_id = ANY({ids}::integer[]) \
+                 AND h.hour >= {first_hour} AND h.hour < {last_hour}"
+            )
+        };
         if self.rows == RowsAre::Hours {
+            // Each rollup row is a bucket; the partial hours at the ends are grouped by hour.
+            let hours = rollup_rows(outputs(measures, |aggregate, m| match aggregate {
+                Aggregate::Count => format!("h.{m}_count::bigint"),
+                Aggregate::Min => format!("h.{m}_min"),
+                Aggregate::Max => format!("h.{m}_max"),
+                Aggregate::Avg => format!("h.{m}_sum / nullif(h.{m}_count, 0)::float8"),
+                Aggregate::Total => format!("CASE WHEN h.{m}_count > 0 THEN h.{m}_sum END"),
+            }));
             sql.text(&format!(
-                "{rollup} UNION ALL \
-                 SELECT o.station_id, date_trunc('hour', o.observed_at, 'UTC'), \
-                        count(*){} \
+                "{hours} UNION ALL \
+                 SELECT o.station_id, date_trunc('hour', o.observed_at, 'UTC'), count(*){} \
                  FROM observations o WHERE o.station_id = ANY({ids}::integer[]) AND {edges} \
                  GROUP BY 1, 2",
-                aggregates(measures, |m| [
-                    format!("count(o.{m})"),
-                    format!("coalesce(sum(o.{m}), 0)"),
-                    format!("min(o.{m})"),
-                    format!("max(o.{m})"),
-                ])
+                outputs(measures, |aggregate, m| match aggregate {
+                    Aggregate::Count => format!("count(o.{m})"),
+                    Aggregate::Min => format!("min(o.{m})"),
+                    Aggregate::Max => format!("max(o.{m})"),
+                    Aggregate::Avg => format!("sum(o.{m}) / nullif(count(o.{m}), 0)::float8"),
+                    Aggregate::Total => format!("sum(o.{m})"),
+                })
             ));
             return sql.build();
         }
@@ -341,15 +369,26 @@ impl Plan {
         thresholds.extend(bucket_starts.iter().skip(1));
         thresholds.push(request.until);
         let thresholds = sql.bind(thresholds);
+        // The rows a bucket is made of: rollup hours, and raw rows as hours of one observation.
         let raw = format!(
             "SELECT o.station_id, o.observed_at AS at, 1 AS count{} \
              FROM observations o WHERE o.station_id = ANY({ids}::integer[])",
-            columns(measures, |m| format!(
-                "(o.{m} IS NOT NULL)::integer, coalesce(o.{m}, 0), o.{m}, o.{m}"
-            ))
+            inputs(measures, |part, m| match part {
+                Part::Count => format!("(o.{m} IS NOT NULL)::integer"),
+                Part::Sum => format!("coalesce(o.{m}, 0)"),
+                Part::Min | Part::Max => format!("o.{m}"),
+            })
         );
         let rows = match self.source {
-            Source::HourlyRollup => format!("{rollup} UNION ALL {raw} AND {edges}"),
+            Source::HourlyRollup => {
+                let hours = rollup_rows(inputs(measures, |part, m| match part {
+                    Part::Count => format!("h.{m}_count::bigint"),
+                    Part::Sum => format!("h.{m}_sum"),
+                    Part::Min => format!("h.{m}_min"),
+                    Part::Max => format!("h.{m}_max"),
+                }));
+                format!("{hours} UNION ALL {raw} AND {edges}")
+            }
             Source::RawRows => {
                 format!("{raw} AND o.observed_at >= {since} AND o.observed_at < {until}")
             }
@@ -361,35 +400,103 @@ impl Plan {
         };
         let group = if request.combined { "2" } else { "1, 2" };
         // Positional names for the inner columns, so that one list of aggregates serves both.
-        let names = columns(measures, |m| {
-            format!("{m}_count, {m}_sum, {m}_min, {m}_max")
+        let names = inputs(measures, |part, m| match part {
+            Part::Count => format!("{m}_count"),
+            Part::Sum => format!("{m}_sum"),
+            Part::Min => format!("{m}_min"),
+            Part::Max => format!("{m}_max"),
         });
         sql.text(&format!(
             "SELECT {station}, width_bucket(p.at, {thresholds}::timestamptz[]), \
                     sum(p.count)::bigint{} \
              FROM ({rows}) AS p (station_id, at, count{names}) GROUP BY {group}",
-            aggregates(measures, |m| [
-                format!("sum(p.{m}_count)::bigint"),
-                format!("sum(p.{m}_sum)"),
-                format!("min(p.{m}_min)"),
-                format!("max(p.{m}_max)"),
-            ])
+            outputs(measures, |aggregate, m| match aggregate {
+                Aggregate::Count => format!("sum(p.{m}_count)::bigint"),
+                Aggregate::Min => format!("min(p.{m}_min)"),
+                Aggregate::Max => format!("max(p.{m}_max)"),
+                Aggregate::Avg => {
+                    format!("sum(p.{m}_sum) / nullif(sum(p.{m}_count), 0)::float8")
+                }
+                Aggregate::Total => {
+                    format!("CASE WHEN sum(p.{m}_count) > 0 THEN sum(p.{m}_sum) END")
+                }
+            })
         ));
         sql.build()
     }
 }
 
-/// `, column(m)` for each measure in `measures`: nothing when no measure is asked for.
-fn columns(measures: &[Measure], column: impl Fn(&str) -> String) -> String {
+/// An aggregate of one measure over a bucket, in the order a row of the statement has them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Aggregate {
+    Count,
+    Min,
+    Max,
+    Avg,
+    Total,
+}
+
+/// What the rows a bucket is grouped from carry of one measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Count,
+    Sum,
+    Min,
+    Max,
+}
+
+impl MeasureAggregates {
+    /// The aggregates asked for, in the statement's order.
+    fn wanted(&self) -> impl Iterator<Item = Aggregate> {
+        [
+            (self.count, Aggregate::Count),
+            (self.min, Aggregate::Min),
+            (self.max, Aggregate::Max),
+            (self.avg, Aggregate::Avg),
+            (self.total, Aggregate::Total),
+        ]
+        .into_iter()
+        .filter_map(|(wanted, aggregate)| wanted.then_some(aggregate))
+    }
+
+    /// What the grouped rows must carry for them: an average and a total are computed from
+    /// the count and the sum.
+    fn parts(&self) -> impl Iterator<Item = Part> {
+        let count_and_sum = self.avg || self.total;
+        [
+            (self.count || count_and_sum, Part::Count),
+            (count_and_sum, Part::Sum),
+            (self.min, Part::Min),
+            (self.max, Part::Max),
+        ]
+        .into_iter()
+        .filter_map(|(needed, part)| needed.then_some(part))
+    }
+}
+
+/// `, ` and `column(aggregate, m)` for each aggregate wanted of each measure `m`, in the order
+/// `read_point` reads them: nothing when nothing is asked for.
+fn outputs(measures: &[MeasureAggregates], column: impl Fn(Aggregate, &str) -> String) -> String {
     measures
         .iter()
-        .map(|measure| format!(", {}", column(measure.column())))
+        .flat_map(|wanted| {
+            let m = wanted.measure.column();
+            wanted.wanted().map(move |aggregate| (aggregate, m))
+        })
+        .map(|(aggregate, m)| format!(", {}", column(aggregate, m)))
         .collect()
 }
 
-/// `, ` and the four aggregates (count, sum, min, max) of each measure in `measures`.
-fn aggregates(measures: &[Measure], four: impl Fn(&str) -> [String; 4]) -> String {
-    columns(measures, |m| four(m).join(", "))
+/// `, ` and `column(part, m)` for each part the grouped rows need of each measure `m`.
+fn inputs(measures: &[MeasureAggregates], column: impl Fn(Part, &str) -> String) -> String {
+    measures
+        .iter()
+        .flat_map(|wanted| {
+            let m = wanted.measure.column();
+            wanted.parts().map(move |part| (part, m))
+        })
+        .map(|(part, m)| format!(", {}", column(part, m)))
+        .collect()
 }
 
 fn ceil_hour(at: DateTime<Utc>) -> DateTime<Utc> {
@@ -401,22 +508,24 @@ fn ceil_hour(at: DateTime<Utc>) -> DateTime<Utc> {
     }
 }
 
-/// Fills `point` from a row of the statement: `count` in column 2, then four columns per
-/// measure of `measures` (counts as bigint); a measure not asked for stays empty.
-fn read_point(row: &PgRow, measures: &[Measure], point: &mut Point) -> Result<(), DbErr> {
+/// Fills `point` from a row of the statement: `count` in column 2, then the aggregates each
+/// measure of `measures` asks for, in `MeasureAggregates::wanted`'s order; the rest stays
+/// empty.
+fn read_point(row: &PgRow, measures: &[MeasureAggregates], point: &mut Point) -> Result<(), DbErr> {
     point.count = decoded(row, 2)?;
-    for (index, measure) in measures.iter().enumerate() {
-        let column = 3 + 4 * index;
-        let count: i64 = decoded(row, column)?;
-        let sum = decoded::<Option<f64>>(row, column + 1)?.filter(|_| count > 0);
-        point.measures[measure.index()] = MeasureStats {
-            count,
-            min: decoded(row, column + 2)?,
-            max: decoded(row, column + 3)?,
-            avg: sum.map(|sum| sum / count as f64),
-        };
-        if *measure == Measure::PrecipitationMm {
-            point.precipitation_total_mm = sum;
+    let mut column = 3;
+    for wanted in measures {
+        let stats = &mut point.measures[wanted.measure.index()];
+        for aggregate in wanted.wanted() {
+            match aggregate {
+                Aggregate::Count => stats.count = decoded(row, column)?,
+                Aggregate::Min => stats.min = decoded(row, column)?,
+                Aggregate::Max => stats.max = decoded(row, column)?,
+                Aggregate::Avg => stats.avg = decoded(row, column)?,
+                // Precipitation's is the schema's one total.
+                Aggregate::Total => point.precipitation_total_mm = decoded(row, column)?,
+            }
+            column += 1;
         }
     }
     Ok(())

@@ -18,7 +18,7 @@ use crate::graphql::types::observation::{
 };
 use crate::graphql::types::station::list::page_size;
 use crate::service::observation::{self as service, TimeOrder};
-use crate::service::series::{self, SeriesRequest, TimeZones};
+use crate::service::series::{self, MeasureAggregates, SeriesRequest, TimeZones};
 
 #[derive(Default)]
 pub struct ObservationQuery;
@@ -135,15 +135,24 @@ impl ObservationQuery {
     }
 }
 
-/// The measures the operation selects in `observationSeries`: only those are aggregated.
-fn selected_measures(ctx: &Context<'_>) -> Vec<Measure> {
+/// The measures the operation selects in `observationSeries`, each with the aggregates it
+/// selects: only those are computed.
+fn selected_measures(ctx: &Context<'_>) -> Vec<MeasureAggregates> {
     let series = ctx.look_ahead().field("series");
     Measure::ALL
         .into_iter()
-        .filter(|measure| {
-            series.field(measure.graphql_name()).exists()
-                || (*measure == Measure::PrecipitationMm
-                    && series.field("precipitationTotalMm").exists())
+        .map(|measure| {
+            let stats = series.field(measure.graphql_name());
+            MeasureAggregates {
+                measure,
+                count: stats.field("count").exists(),
+                min: stats.field("min").exists(),
+                max: stats.field("max").exists(),
+                avg: stats.field("avg").exists(),
+                total: measure == Measure::PrecipitationMm
+                    && series.field("precipitationTotalMm").exists(),
+            }
         })
+        .filter(MeasureAggregates::is_wanted)
         .collect()
 }
