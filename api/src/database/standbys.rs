@@ -28,10 +28,11 @@ use std::{
     time::Duration,
 };
 
+use futures_util::StreamExt;
 use prometheus_client::metrics::counter::Counter;
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, DbErr, ExecResult, QueryResult, RuntimeErr,
-    Statement, sqlx,
+    Statement, StreamTrait, sqlx,
 };
 use secrecy::ExposeSecret;
 
@@ -505,6 +506,25 @@ impl ReadConnection {
         }
     }
 
+    /// Runs `statement` and folds its rows into `init()` with `step` as they arrive, instead
+    /// of collecting them first: the work on each row then overlaps PostgreSQL's sending of
+    /// the next (a chart can be 16,800 rows). A standby that fails the way `query_all_raw`
+    /// retries makes it start over, from `init()`, on the primary.
+    pub async fn fold_rows<T>(
+        &self,
+        statement: Statement,
+        init: impl Fn() -> T,
+        mut step: impl FnMut(&mut T, &QueryResult) -> Result<(), DbErr>,
+    ) -> Result<T, DbErr> {
+        if let Some(on) = &self.standby {
+            match fold_stream(&on.standby.pool, statement.clone(), init(), &mut step).await {
+                Err(error) if self.again_on_primary(&error) => {}
+                outcome => return outcome,
+            }
+        }
+        fold_stream(&self.primary, statement, init(), &mut step).await
+    }
+
     /// The standby it reads from, if any.
     pub fn standby_name(&self) -> Option<&str> {
         self.standby.as_ref().map(|read| read.standby.name.as_str())
@@ -522,6 +542,29 @@ impl ReadConnection {
             }
             _ => false,
         }
+    }
+}
+
+/// `ReadConnection::fold_rows` on one pool. A step that fails stops the work on rows, not the
+/// reading: the statement's stream runs to its end, as a collected one does, which is when
+/// sqlx reports the rows it returned to the statement's span (`telemetry::sql`).
+async fn fold_stream<T>(
+    pool: &DatabaseConnection,
+    statement: Statement,
+    mut state: T,
+    step: &mut impl FnMut(&mut T, &QueryResult) -> Result<(), DbErr>,
+) -> Result<T, DbErr> {
+    let mut rows = pool.stream_raw(statement).await?;
+    let mut failed = None;
+    while let Some(row) = rows.next().await {
+        let row = row?;
+        if failed.is_none() {
+            failed = step(&mut state, &row).err();
+        }
+    }
+    match failed {
+        Some(error) => Err(error),
+        None => Ok(state),
     }
 }
 

@@ -30,6 +30,7 @@ use tokio::sync::OnceCell;
 
 use super::observation::MeasureStats;
 use super::sql::Sql;
+use crate::database::standbys::ReadConnection;
 use crate::domain::Measure;
 
 /// How long each bucket of a series is.
@@ -199,19 +200,11 @@ pub async fn bucket_starts(
 /// Computes the series of `request`, whose buckets start at `bucket_starts`.
 #[tracing::instrument(level = "debug", skip_all, fields(stations = request.station_ids.len()))]
 pub async fn series(
-    db: &impl ConnectionTrait,
+    db: &ReadConnection,
     request: &SeriesRequest,
     bucket_starts: Vec<DateTime<Utc>>,
 ) -> Result<Series, DbErr> {
     let plan = Plan::of(request, &bucket_starts);
-    let rows = if request.station_ids.is_empty() || bucket_starts.is_empty() {
-        Vec::new()
-    } else {
-        db.query_all_raw(plan.statement(request, &bucket_starts))
-            .await?
-    };
-    // Every bucket of every series, filled in place as rows come, in whatever order: a point
-    // is a few hundred bytes and a chart has thousands of them, so none is moved or copied.
     let series_count = if request.combined {
         1
     } else {
@@ -223,30 +216,40 @@ pub async fn series(
         .enumerate()
         .map(|(index, id)| (*id, index))
         .collect();
-    let empty_series: Vec<Point> = bucket_starts
-        .iter()
-        .map(|&start| Point {
-            start,
-            ..Point::default()
-        })
-        .collect();
-    let mut points: Vec<Vec<Point>> = vec![empty_series; series_count];
-    for row in &rows {
-        let row = postgres_row(row)?;
-        let series = if request.combined {
-            0
-        } else {
-            position[&decoded::<i32>(row, 0)?]
+    // Every bucket of every series, filled in place as rows come, in whatever order: a point
+    // is a few hundred bytes and a chart has thousands of them, so none is moved or copied.
+    let empty = || -> Vec<Vec<Point>> {
+        let empty_series: Vec<Point> = bucket_starts
+            .iter()
+            .map(|&start| Point {
+                start,
+                ..Point::default()
+            })
+            .collect();
+        vec![empty_series; series_count]
+    };
+    let points = if request.station_ids.is_empty() || bucket_starts.is_empty() {
+        empty()
+    } else {
+        let fill = |points: &mut Vec<Vec<Point>>, row: &QueryResult| {
+            let row = postgres_row(row)?;
+            let series = if request.combined {
+                0
+            } else {
+                position[&decoded::<i32>(row, 0)?]
+            };
+            let bucket = match plan.rows {
+                RowsAre::Buckets => decoded::<i32>(row, 1)? as usize - 1,
+                RowsAre::Hours => {
+                    let hour: DateTime<Utc> = decoded(row, 1)?;
+                    bucket_starts.partition_point(|start| *start <= hour) - 1
+                }
+            };
+            read_point(row, &request.measures, &mut points[series][bucket])
         };
-        let bucket = match plan.rows {
-            RowsAre::Buckets => decoded::<i32>(row, 1)? as usize - 1,
-            RowsAre::Hours => {
-                let hour: DateTime<Utc> = decoded(row, 1)?;
-                bucket_starts.partition_point(|start| *start <= hour) - 1
-            }
-        };
-        read_point(row, &request.measures, &mut points[series][bucket])?;
-    }
+        db.fold_rows(plan.statement(request, &bucket_starts), empty, fill)
+            .await?
+    };
     let series = points
         .into_iter()
         .enumerate()

@@ -251,21 +251,52 @@ async fn a_lagging_standby_serves_no_queries_until_it_catches_up() {
     assert_eq!(body["status"], "ready", "{body}");
 }
 
+const RECORD: &str = "mutation($inputs: [ObservationInput!]!) {
+    recordObservations(inputs: $inputs) { inserted } }";
+const SERIES: &str = "{ observationSeries(stations: { codes: [\"KEEP\"] },
+    since: \"2026-05-01T00:00:00Z\", until: \"2026-05-01T03:00:00Z\", bucket: HOUR) {
+    series { count temperatureC { avg } } } }";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_stopped_under_load_loses_no_query() {
     let replicated = Replicated::start(|_| {}).await;
     replicated.create("KEEP").await;
+    let (_, page) = replicated
+        .post(
+            "{ stations(first: 1) { edges { node { id } } } }",
+            json!({}),
+            json!({}),
+        )
+        .await;
+    let id = &page["data"]["stations"]["edges"][0]["node"]["id"];
+    // A reading in each of three hours, which series read from the rollup.
+    let readings: Vec<Value> = (0..3)
+        .map(|hour| {
+            json!({ "stationId": id,
+                    "observedAt": format!("2026-05-01T0{hour}:30:00Z"), "temperatureC": 2.5 })
+        })
+        .collect();
+    let (_, recorded) = replicated
+        .post(RECORD, json!({ "inputs": readings }), json!({}))
+        .await;
+    assert_eq!(
+        recorded["data"]["recordObservations"]["inserted"], 3,
+        "{recorded}"
+    );
     // Replayed, so that the standby's answers hold the row too.
     tokio::time::sleep(Duration::from_millis(200)).await;
+    // Pages, and series, whose rows are read as they stream in: a failed standby makes the
+    // series start over on the primary.
     let queries = {
         let address = replicated.app.address.clone();
         tokio::spawn(async move {
             let client = reqwest::Client::new();
             let mut answers = Vec::new();
-            for _ in 0..200 {
+            for index in 0..200 {
+                let query = if index % 2 == 0 { CODES } else { SERIES };
                 let body: Value = client
                     .post(format!("{address}/graphql"))
-                    .json(&json!({ "query": CODES }))
+                    .json(&json!({ "query": query }))
                     .send()
                     .await
                     .expect("send")
@@ -284,11 +315,21 @@ async fn a_standby_stopped_under_load_loses_no_query() {
     })
     .await
     .expect("the standby stops");
-    for body in queries.await.expect("the queries ran") {
-        assert_eq!(
-            body["data"]["stations"]["edges"][0]["node"]["code"], "KEEP",
-            "{body}"
-        );
+    for (index, body) in queries.await.expect("the queries ran").iter().enumerate() {
+        if index % 2 == 0 {
+            assert_eq!(
+                body["data"]["stations"]["edges"][0]["node"]["code"], "KEEP",
+                "{body}"
+            );
+        } else {
+            let series = &body["data"]["observationSeries"]["series"][0];
+            assert_eq!(series["count"], json!([1, 1, 1]), "{body}");
+            assert_eq!(
+                series["temperatureC"]["avg"],
+                json!([2.5, 2.5, 2.5]),
+                "{body}"
+            );
+        }
     }
     drop(standby);
 }
