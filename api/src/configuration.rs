@@ -22,6 +22,11 @@ const READ_URLS_VARIABLE: &str = "APP__DATABASE__READ_URLS";
 /// The least `auth.jwt.jwks_min_refresh_secs`: below it, tokens naming made-up key ids would
 /// make the server fetch the identity provider's keys for nearly every request.
 const MIN_JWKS_REFRESH_SECS: u64 = 5;
+/// A minute's writes at most are read from raw rows rather than the rollup.
+const MAX_ROLLUP_REFRESH_INTERVAL_MS: u64 = 60_000;
+/// Counted at about 100,000 station-hours a second on a 2-core machine: the longest refresh
+/// stays well inside the default statement timeout of 5 s.
+const MAX_ROLLUP_REFRESH_BATCH_HOURS: u64 = 200_000;
 
 /// Which `config/<environment>.toml` is layered over `config/default.toml`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -169,6 +174,12 @@ pub struct DatabaseSettings {
     /// How long a query that carries a read-your-writes token waits for a standby to replay
     /// the write before it reads from the primary instead.
     pub read_your_writes_wait_ms: u64,
+    /// How often each replica refreshes the hourly rollup: counts again the hours that writes
+    /// noted (`service::rollup`). Until then the series read those hours' raw rows.
+    pub rollup_refresh_interval_ms: u64,
+    /// About how many station-hours one refresh counts in its transaction (at least one
+    /// write's note, however long).
+    pub rollup_refresh_batch_hours: u64,
     /// Where `url` came from, in words, for messages about it; not itself a key.
     #[serde(skip)]
     pub url_source: String,
@@ -616,6 +627,14 @@ impl Settings {
                 subscriptions.send_timeout_secs,
             ),
             (
+                "database.rollup_refresh_interval_ms",
+                self.database.rollup_refresh_interval_ms,
+            ),
+            (
+                "database.rollup_refresh_batch_hours",
+                self.database.rollup_refresh_batch_hours,
+            ),
+            (
                 "graphql.document_store_entries",
                 self.graphql.document_store_entries as u64,
             ),
@@ -687,6 +706,26 @@ impl Settings {
                     "is {} but must exceed subscriptions.max_connections ({}): WebSockets count \
                      against both, and HTTP requests need connections beside them",
                     self.server.max_connections, self.subscriptions.max_connections
+                ),
+            ));
+        }
+        if self.database.rollup_refresh_interval_ms > MAX_ROLLUP_REFRESH_INTERVAL_MS {
+            return Err(invalid(
+                "database.rollup_refresh_interval_ms",
+                format!(
+                    "is {} but must be at most {MAX_ROLLUP_REFRESH_INTERVAL_MS}: until a refresh, \
+                     series read the raw rows of every hour written since the last one",
+                    self.database.rollup_refresh_interval_ms
+                ),
+            ));
+        }
+        if self.database.rollup_refresh_batch_hours > MAX_ROLLUP_REFRESH_BATCH_HOURS {
+            return Err(invalid(
+                "database.rollup_refresh_batch_hours",
+                format!(
+                    "is {} but must be at most {MAX_ROLLUP_REFRESH_BATCH_HOURS}: a refresh that \
+                     large outlasts database.statement_timeout_ms and never finishes",
+                    self.database.rollup_refresh_batch_hours
                 ),
             ));
         }

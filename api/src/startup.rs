@@ -35,6 +35,7 @@ use crate::live::{LiveHub, listener::Listener};
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::routes::sites::HostAllowlist;
+use crate::service::rollup::RefreshJob;
 use crate::state::AppState;
 use crate::telemetry::{sql::StatementSpans, traces};
 
@@ -249,6 +250,9 @@ impl Application {
         if self.state.standbys.any() {
             spawn(Box::pin(Arc::clone(&self.state.standbys).watch()));
         }
+        spawn(Box::pin(
+            RefreshJob::new(self.state.db.clone(), &self.state.database_settings).run(),
+        ));
         let stopping = self.stopping;
         if let Some((listener, router)) = self.metrics {
             let stopped = stopping.clone().cancelled_owned();

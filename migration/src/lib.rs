@@ -10,6 +10,7 @@
 //! `cargo run -p migration -- up`, `stations-api migrate up` and the API's
 //! `database.migrate_on_start` setting all call this [`Migrator`].
 
+pub use m20261205_000012_refresh_rollup_in_background::REFRESH_LOCK as ROLLUP_REFRESH_LOCK;
 pub use sea_orm_migration::MigratorTrait;
 use sea_orm_migration::{MigrationTrait, async_trait};
 
@@ -24,6 +25,7 @@ mod m20261205_000008_create_observations_hourly;
 mod m20261205_000009_add_station_name_lower;
 mod m20261205_000010_drop_rollup_station_foreign_key;
 mod m20261205_000011_notify_trace_context;
+mod m20261205_000012_refresh_rollup_in_background;
 
 /// Every migration of the stations schema, oldest first.
 pub struct Migrator;
@@ -43,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000009_add_station_name_lower::Migration),
             Box::new(m20261205_000010_drop_rollup_station_foreign_key::Migration),
             Box::new(m20261205_000011_notify_trace_context::Migration),
+            Box::new(m20261205_000012_refresh_rollup_in_background::Migration),
         ]
     }
 }

@@ -40,7 +40,7 @@ const MEASURES: [&str; 4] = [
 
 /// Per measure `m` of `rows`: how many reported it, their sum (0 without any), min and max,
 /// named as the rollup's columns.
-fn aggregates(rows: &str) -> String {
+pub(crate) fn aggregates(rows: &str) -> String {
     MEASURES
         .map(|m| {
             format!(
@@ -53,7 +53,7 @@ fn aggregates(rows: &str) -> String {
 }
 
 /// The rollup's columns after its key, in table order.
-fn counted_columns() -> Vec<String> {
+pub(crate) fn counted_columns() -> Vec<String> {
     let mut columns = vec!["count".to_owned()];
     for m in MEASURES {
         columns.extend(["count", "sum", "min", "max"].map(|part| format!("{m}_{part}")));

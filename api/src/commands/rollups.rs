@@ -1,6 +1,7 @@
-//! `stations-api rollups verify | rebuild`: the hourly rollup of observations against the raw
-//! rows. PostgreSQL keeps it exact by itself; these are for after a restore of one table
-//! without the other, or to prove it.
+//! `stations-api rollups refresh | verify | rebuild`: the hourly rollup of observations
+//! against the raw rows. Every replica of the server refreshes it in the background; these
+//! are for before a server runs (after a bulk import), after a restore of one table without
+//! the other, or to prove it exact.
 
 use std::time::Instant;
 
@@ -11,7 +12,11 @@ use crate::service::rollup;
 
 #[derive(Debug, Clone, Copy, Subcommand)]
 pub enum RollupsAction {
-    /// Compare every hour of the rollup with the raw rows; exit 1 when any differs.
+    /// Count into the rollup every hour that writes noted, now, as the server does in the
+    /// background.
+    Refresh,
+    /// Refresh, then compare every hour of the rollup with the raw rows; exit 1 when any
+    /// differs.
     Verify,
     /// Fill the rollup again from the raw rows (writes to observations wait meanwhile), then
     /// verify it.
@@ -22,6 +27,19 @@ pub async fn run(action: RollupsAction) -> Result<String, Failure> {
     let settings = load_settings()?;
     let db = connect_migrated(&settings).await?;
     let mut report = String::new();
+    if let RollupsAction::Refresh | RollupsAction::Verify = action {
+        let started = Instant::now();
+        let notes = rollup::drain(&db, settings.database.rollup_refresh_batch_hours as i64)
+            .await
+            .map_err(|error| Failure::runtime(format!("refreshing the rollup failed: {error}")))?;
+        report.push_str(&format!(
+            "refreshed observations_hourly: {notes} noted writes counted in {:.1} s\n",
+            started.elapsed().as_secs_f64()
+        ));
+        if let RollupsAction::Refresh = action {
+            return Ok(report);
+        }
+    }
     if let RollupsAction::Rebuild = action {
         let started = Instant::now();
         let written = rollup::rebuild(&db)

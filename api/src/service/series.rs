@@ -11,11 +11,12 @@
 //!    rows, placed by their hour. A column costs PostgreSQL and the server on every row: a week
 //!    of 100 stations' hours is 16,800 rows.
 //!
-//! The second statement reads the hourly rollup (`observations_hourly`, which PostgreSQL keeps
-//! in the writing transaction) for every whole hour of the range when each bucket is made of
-//! whole UTC hours: buckets of an hour or longer, in zones whose offsets are whole hours over
-//! the range. The raw rows answer the rest: the partial hours at either end of the range,
-//! 15-minute buckets, and zones such as Asia/Kolkata (+05:30).
+//! The second statement reads the hourly rollup (`observations_hourly`) for every whole hour
+//! of the range when each bucket is made of whole UTC hours: buckets of an hour or longer, in
+//! zones whose offsets are whole hours over the range. The raw rows answer the rest: the
+//! partial hours at either end of the range, 15-minute buckets, zones such as Asia/Kolkata
+//! (+05:30), and the hours that writes noted and the rollup's refresh has not counted yet
+//! (`service::rollup`), so that a series is exact from the moment a write commits.
 //!
 //! The first and last buckets may be partial: they start on their natural boundary (the
 //! start of the day, in the zone) but count only observations from `since` to `until`.
@@ -334,15 +335,46 @@ impl Plan {
             "((o.observed_at >= {since} AND o.observed_at < {first_hour}) \
              OR (o.observed_at >= {last_hour} AND o.observed_at < {until}))"
         );
+        // Hours that writes noted and no refresh has counted yet (`service::rollup`), merged
+        // per station: the rollup's rows for them are left out and their raw rows read.
+        // Without notes (the rule), one probe of an empty index.
+        if self.source == Source::HourlyRollup {
+            sql.text(&format!(
+                "WITH noted AS MATERIALIZED ( \
+                     SELECT p.station_id, unnest(range_agg(tstzrange( \
+                                p.first_hour, p.last_hour + interval '1 hour'))) AS span \
+                     FROM observations_hourly_pending p \
+                     WHERE p.station_id = ANY({ids}::integer[]) \
+                       AND p.last_hour >= {first_hour} AND p.first_hour < {last_hour} \
+                     GROUP BY p.station_id) "
+            ));
+        }
         let rollup_rows = |columns: String| {
             format!(
                 "SELECT h.station_id, h.hour AS at, h.count::bigint{columns} \
                  FROM observations_hourly h WHERE h.station_id = ANY({ids}::integer[]) \
-                 AND h.hour >= {first_hour} AND h.hour < {last_hour}"
+                 AND h.hour >= {first_hour} AND h.hour < {last_hour} \
+                 AND NOT EXISTS (SELECT 1 FROM noted n \
+                                 WHERE n.station_id = h.station_id AND n.span @> h.hour)"
             )
         };
+        // The raw rows read beside the rollup: the partial hours at both ends, and the noted
+        // hours inside.
+        let observed_columns = std::iter::once("o.station_id, o.observed_at".to_owned())
+            .chain(Measure::ALL.map(|measure| format!("o.{}", measure.column())))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let observed = format!(
+            "(SELECT {observed_columns} FROM observations o \
+              WHERE o.station_id = ANY({ids}::integer[]) AND {edges} \
+              UNION ALL \
+              SELECT {observed_columns} FROM noted n \
+              JOIN observations o ON o.station_id = n.station_id \
+                   AND o.observed_at >= greatest(lower(n.span), {first_hour}) \
+                   AND o.observed_at < least(upper(n.span), {last_hour}))"
+        );
         if self.rows == RowsAre::Hours {
-            // Each rollup row is a bucket; the partial hours at the ends are grouped by hour.
+            // Each rollup row is a bucket; raw rows are grouped by hour.
             let hours = rollup_rows(outputs(measures, |aggregate, m| match aggregate {
                 Aggregate::Count => format!("h.{m}_count::bigint"),
                 Aggregate::Min => format!("h.{m}_min"),
@@ -353,8 +385,7 @@ impl Plan {
             sql.text(&format!(
                 "{hours} UNION ALL \
                  SELECT o.station_id, date_trunc('hour', o.observed_at, 'UTC'), count(*){} \
-                 FROM observations o WHERE o.station_id = ANY({ids}::integer[]) AND {edges} \
-                 GROUP BY 1, 2",
+                 FROM {observed} o GROUP BY 1, 2",
                 outputs(measures, |aggregate, m| match aggregate {
                     Aggregate::Count => format!("count(o.{m})"),
                     Aggregate::Min => format!("min(o.{m})"),
@@ -373,15 +404,16 @@ impl Plan {
         thresholds.push(request.until);
         let thresholds = sql.bind(thresholds);
         // The rows a bucket is made of: rollup hours, and raw rows as hours of one observation.
-        let raw = format!(
-            "SELECT o.station_id, o.observed_at AS at, 1 AS count{} \
-             FROM observations o WHERE o.station_id = ANY({ids}::integer[])",
-            inputs(measures, |part, m| match part {
-                Part::Count => format!("(o.{m} IS NOT NULL)::integer"),
-                Part::Sum => format!("coalesce(o.{m}, 0)"),
-                Part::Min | Part::Max => format!("o.{m}"),
-            })
-        );
+        let raw = |from: &str| {
+            format!(
+                "SELECT o.station_id, o.observed_at AS at, 1 AS count{} FROM {from}",
+                inputs(measures, |part, m| match part {
+                    Part::Count => format!("(o.{m} IS NOT NULL)::integer"),
+                    Part::Sum => format!("coalesce(o.{m}, 0)"),
+                    Part::Min | Part::Max => format!("o.{m}"),
+                })
+            )
+        };
         let rows = match self.source {
             Source::HourlyRollup => {
                 let hours = rollup_rows(inputs(measures, |part, m| match part {
@@ -390,11 +422,12 @@ impl Plan {
                     Part::Min => format!("h.{m}_min"),
                     Part::Max => format!("h.{m}_max"),
                 }));
-                format!("{hours} UNION ALL {raw} AND {edges}")
+                format!("{hours} UNION ALL {}", raw(&format!("{observed} o")))
             }
-            Source::RawRows => {
-                format!("{raw} AND o.observed_at >= {since} AND o.observed_at < {until}")
-            }
+            Source::RawRows => raw(&format!(
+                "observations o WHERE o.station_id = ANY({ids}::integer[]) \
+                 AND o.observed_at >= {since} AND o.observed_at < {until}"
+            )),
         };
         let station = if request.combined {
             "NULL::integer"

@@ -12,6 +12,7 @@ use proptest::{
 };
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
+use stations_api::service::rollup;
 
 use crate::helpers::{
     TestApp, assert_no_errors, error_code, error_field, error_message, run, spawn_app,
@@ -326,8 +327,17 @@ async fn empty_buckets_are_left_out_or_listed_as_nulls_and_stations_can_be_combi
     assert_eq!(counts(&together["series"][0]), vec![1, 1, 2, 1]);
 }
 
-/// The rollup rows of `station` as (hour, count).
+/// Counts every noted hour into the rollup now, as the servers' refresh does in the
+/// background.
+async fn refresh_rollup(app: &TestApp) {
+    rollup::drain(&app.db, 50_000)
+        .await
+        .expect("refresh the rollup");
+}
+
+/// The rollup rows of `station` as (hour, count), once refreshed.
 async fn rollup_rows(app: &TestApp, station: &Value) -> Vec<(DateTime<Utc>, i32)> {
+    refresh_rollup(app).await;
     let id: i32 = station["id"].as_str().unwrap().parse().unwrap();
     app.db
         .query_all_raw(Statement::from_sql_and_values(
@@ -469,6 +479,124 @@ async fn the_rollup_answers_whole_hours_and_the_rollups_command_finds_and_mends_
     assert_eq!(counts(&series(&app, day).await["series"][0]), vec![24, 24]);
 }
 
+/// How many writes' notes are waiting for the rollup's refresh.
+async fn noted_writes(app: &TestApp) -> i64 {
+    app.db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT count(*) AS noted FROM observations_hourly_pending",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "noted")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_server_counts_noted_hours_into_the_rollup_in_the_background() {
+    let app = spawn_app_with(|settings| {
+        settings.database.rollup_refresh_interval_ms = 50;
+    })
+    .await;
+    let station = app.create_station("SER8", "Refreshed", 6.0, 6.0).await;
+    record(
+        &app,
+        &hourly(
+            &station,
+            utc("2026-09-01T00:00:00Z"),
+            utc("2026-09-02T00:00:00Z"),
+        ),
+    )
+    .await;
+    // Waits on the condition, at most 10 s: the refresh runs every 50 ms.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while noted_writes(&app).await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server has not refreshed the rollup after 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let verification = rollup::verify(&app.db).await.unwrap();
+    assert!(verification.is_exact(), "{verification:?}");
+    assert_eq!(verification.hours, 24);
+}
+
+/// Writers and deleters in the same hours, with refreshes running beside them (the server's
+/// own every 5 ms, and two more by hand, a note at a time): once refreshed, the rollup is
+/// exact.
+#[tokio::test]
+async fn refreshes_racing_writes_and_deletes_leave_the_rollup_exact() {
+    let app = spawn_app_with(|settings| {
+        settings.database.rollup_refresh_interval_ms = 5;
+    })
+    .await;
+    let station = app.create_station("SER9", "Contended", 7.0, 7.0).await;
+    let id: i32 = station["id"].as_str().unwrap().parse().unwrap();
+    let writers = (0..4).map(|writer| {
+        let db = app.db.clone();
+        tokio::spawn(async move {
+            for round in 0..40 {
+                // Readings in the same six hours from every writer, each at its own minutes.
+                let minute = writer * 10 + round % 10;
+                db.execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "INSERT INTO observations (station_id, observed_at, temperature_c)
+                     SELECT $1, timestamptz '2026-10-01T00:00:00Z'
+                                + make_interval(hours => h, mins => $2), $3
+                     FROM generate_series(0, 5) h
+                     ON CONFLICT DO NOTHING",
+                    [id.into(), minute.into(), f64::from(round).into()],
+                ))
+                .await
+                .unwrap();
+                if round % 3 == 2 {
+                    db.execute_raw(Statement::from_sql_and_values(
+                        DbBackend::Postgres,
+                        "DELETE FROM observations
+                         WHERE station_id = $1 AND extract(minute FROM observed_at) = $2",
+                        [id.into(), minute.into()],
+                    ))
+                    .await
+                    .unwrap();
+                }
+            }
+        })
+    });
+    let writers: Vec<_> = writers.collect();
+    let refreshers: Vec<_> = (0..2)
+        .map(|_| {
+            let db = app.db.clone();
+            tokio::spawn(async move {
+                for _ in 0..100 {
+                    rollup::refresh(&db, 3, false).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in writers.into_iter().chain(refreshers) {
+        task.await.unwrap();
+    }
+    refresh_rollup(&app).await;
+    let verification = rollup::verify(&app.db).await.unwrap();
+    assert!(verification.is_exact(), "{verification:?}");
+    assert_eq!(verification.hours, 6);
+}
+
+#[test]
+fn a_rollup_refresh_interval_outside_its_bounds_is_refused() {
+    for (value, expected) in [("0", "at least 1"), ("60001", "at most 60000")] {
+        let (output, _, stderr) = run(stations_api(&["migrate", "status"])
+            .env("APP__DATABASE__ROLLUP_REFRESH_INTERVAL_MS", value));
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("`database.rollup_refresh_interval_ms`") && stderr.contains(expected),
+            "{stderr}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn each_refusal_names_the_argument_and_the_limit() {
     let app = spawn_app_with(|settings| {
@@ -608,6 +736,12 @@ struct Case {
     readings: Vec<Reading>,
     /// Readings recorded a second time, after the rest.
     repeated: usize,
+    /// Station 0's readings before this many minutes after `origin` are deleted, after the
+    /// repeats.
+    deleted_before_minutes: i64,
+    /// When the rollup is refreshed (bits): 1 after the first recording, 2 at the end. The
+    /// series must be exact whatever is still noted and not yet counted.
+    refreshes: u8,
     bucket: &'static str,
     zone: &'static str,
     since_minutes: i64,
@@ -652,6 +786,8 @@ fn case() -> impl Strategy<Value = Case> {
     (
         proptest::collection::vec(reading, 1..200),
         0usize..20,
+        prop_oneof![Just(0i64), 0i64..(40 * 24 * 60)],
+        0u8..4,
         prop_oneof![
             Just("FIFTEEN_MINUTES"),
             Just("HOUR"),
@@ -669,6 +805,8 @@ fn case() -> impl Strategy<Value = Case> {
             |(
                 readings,
                 repeated,
+                deleted_before_minutes,
+                refreshes,
                 bucket,
                 zone,
                 since_minutes,
@@ -690,6 +828,8 @@ fn case() -> impl Strategy<Value = Case> {
                 Case {
                     readings,
                     repeated,
+                    deleted_before_minutes,
+                    refreshes,
                     bucket,
                     zone,
                     since_minutes,
@@ -890,8 +1030,8 @@ fn same(a: &Bucket, b: &Bucket) -> bool {
             .all(|(x, y)| x.0 == y.0 && close(x.1, y.1) && close(x.2, y.2) && close(x.3, y.3))
 }
 
-/// Generated readings, ranges and buckets: every bucket matches PostgreSQL's own grouping of
-/// the raw rows, and a query selecting only some of the aggregates (then all the server
+/// Generated readings, deletions, ranges and buckets, with the rollup refreshed or not in
+/// between: every bucket matches PostgreSQL's own grouping of the raw rows, and a query selecting only some of the aggregates (then all the server
 /// computes) gets the same values for them.
 #[test]
 fn every_bucket_of_generated_series_matches_group_by_date_trunc_over_the_raw_rows() {
@@ -900,7 +1040,11 @@ fn every_bucket_of_generated_series_matches_group_by_date_trunc_over_the_raw_row
         .enable_all()
         .build()
         .unwrap();
-    let app = runtime.block_on(spawn_app());
+    // The test refreshes the rollup itself, at chosen moments; the server's refresh would
+    // pick its own.
+    let app = runtime.block_on(spawn_app_with(|settings| {
+        settings.database.rollup_refresh_interval_ms = 60_000;
+    }));
     let mut runner = TestRunner::new(Config {
         cases: 40,
         failure_persistence: None,
@@ -933,8 +1077,25 @@ fn every_bucket_of_generated_series_matches_group_by_date_trunc_over_the_raw_row
                 })
                 .collect();
             record(&app, &inputs).await;
+            if case.refreshes & 1 != 0 {
+                refresh_rollup(&app).await;
+            }
             let repeated: Vec<Value> = inputs.iter().take(case.repeated).cloned().collect();
             record(&app, &repeated).await;
+            app.db
+                .execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "DELETE FROM observations WHERE station_id = $1 AND observed_at < $2",
+                    [
+                        ids[0].into(),
+                        (origin() + Duration::minutes(case.deleted_before_minutes)).into(),
+                    ],
+                ))
+                .await
+                .unwrap();
+            if case.refreshes & 2 != 0 {
+                refresh_rollup(&app).await;
+            }
 
             let since = origin() + Duration::minutes(case.since_minutes);
             let until = since + Duration::minutes(case.length_minutes);
