@@ -35,16 +35,17 @@ use crate::m20261205_000008_create_observations_hourly::{aggregates, counted_col
 pub struct Migration;
 
 /// A function noting the hours of the rows in `touched_rows` (transition tables): per station,
-/// the first and the last UTC hour. One span per station is coarse for a write whose readings
-/// lie far apart, but it costs one aggregate pass over the statement's rows; the refresh
-/// merges spans that overlap.
-fn note_function(name: &str, touched_rows: &str) -> String {
+/// the first and the last UTC hour, and whether rows went (`removed`: a DELETE or an UPDATE),
+/// which may leave an hour empty. One span per station is coarse for a write whose readings lie
+/// far apart, but it costs one aggregate pass over the statement's rows; the refresh merges
+/// spans that overlap.
+fn note_function(name: &str, touched_rows: &str, removed: bool) -> String {
     format!(
         "CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN
-             INSERT INTO observations_hourly_pending (station_id, first_hour, last_hour)
+             INSERT INTO observations_hourly_pending (station_id, first_hour, last_hour, removed)
              SELECT t.station_id, date_trunc('hour', min(t.observed_at), 'UTC'),
-                    date_trunc('hour', max(t.observed_at), 'UTC')
+                    date_trunc('hour', max(t.observed_at), 'UTC'), {removed}
              FROM ({touched_rows}) t
              GROUP BY t.station_id;
              RETURN NULL;
@@ -55,6 +56,12 @@ fn note_function(name: &str, touched_rows: &str) -> String {
 /// The refresh: takes the oldest notes, about `budget_hours` station-hours of them (at least one
 /// note), and counts their hours again from the raw rows. Returns how many notes it took, or
 /// NULL when another session is refreshing and `wait` is false.
+///
+/// Written for plans that touch only the noted hours, whatever the tables' sizes: the raw rows
+/// and the rollup rows of each span are read by their keys (a `LATERAL` subquery, kept apart
+/// by `OFFSET 0` so that the planner cannot turn it into a scan of the whole rollup), and the
+/// emptied rows are deleted by their addresses. The grouping gets the memory to stay off disk
+/// at the largest batch the settings allow.
 fn refresh_function() -> String {
     let counted = counted_columns();
     let replaced = counted
@@ -64,7 +71,7 @@ fn refresh_function() -> String {
         .join(", ");
     format!(
         "CREATE OR REPLACE FUNCTION observations_hourly_refresh(budget_hours bigint, wait boolean)
-         RETURNS bigint LANGUAGE plpgsql AS $$
+         RETURNS bigint LANGUAGE plpgsql SET work_mem = '64MB' AS $$
          DECLARE
              notes_taken bigint;
          BEGIN
@@ -81,8 +88,9 @@ fn refresh_function() -> String {
              ), taken AS (
                  DELETE FROM observations_hourly_pending p
                  WHERE p.id IN (SELECT o.id FROM oldest o
-                                WHERE o.through <= budget_hours OR o.id = (SELECT min(id) FROM oldest))
-                 RETURNING p.station_id, p.first_hour, p.last_hour
+                                WHERE o.through <= budget_hours
+                                   OR o.id = (SELECT min(id) FROM oldest))
+                 RETURNING p.station_id, p.first_hour, p.last_hour, p.removed
              ), spans AS (
                  -- Overlapping notes merged: each hour is counted once.
                  SELECT t.station_id,
@@ -94,26 +102,51 @@ fn refresh_function() -> String {
                  SELECT o.station_id, date_trunc('hour', o.observed_at, 'UTC') AS hour,
                         count(*)::integer AS count, {aggregates}
                  FROM spans s
-                 JOIN observations o ON o.station_id = s.station_id
-                      AND o.observed_at >= lower(s.span) AND o.observed_at < upper(s.span)
+                 CROSS JOIN LATERAL (
+                     SELECT * FROM observations o
+                     WHERE o.station_id = s.station_id
+                       AND o.observed_at >= lower(s.span) AND o.observed_at < upper(s.span)
+                     OFFSET 0) o
                  GROUP BY 1, 2
              ), emptied AS (
-                 DELETE FROM observations_hourly h
-                 USING spans s
-                 WHERE h.station_id = s.station_id
-                   AND h.hour >= lower(s.span) AND h.hour < upper(s.span)
-                   AND NOT EXISTS (SELECT 1 FROM recounted r
-                                   WHERE r.station_id = h.station_id AND r.hour = h.hour)
+                 -- Only rows that went can leave an hour without observations.
+                 DELETE FROM observations_hourly
+                 WHERE ctid = ANY (ARRAY(
+                     SELECT h.ctid
+                     FROM (SELECT t.station_id,
+                                  unnest(range_agg(tstzrange(
+                                      t.first_hour, t.last_hour + interval '1 hour'))) AS span
+                           FROM taken t WHERE t.removed
+                           GROUP BY t.station_id) s
+                     CROSS JOIN LATERAL (
+                         SELECT h.ctid, h.station_id, h.hour FROM observations_hourly h
+                         WHERE h.station_id = s.station_id
+                           AND h.hour >= lower(s.span) AND h.hour < upper(s.span)
+                         OFFSET 0) h
+                     WHERE NOT EXISTS (SELECT 1 FROM recounted r
+                                       WHERE r.station_id = h.station_id AND r.hour = h.hour)))
              ), written AS (
                  INSERT INTO observations_hourly AS h (station_id, hour, {columns})
                  SELECT * FROM recounted ORDER BY station_id, hour
                  ON CONFLICT (station_id, hour) DO UPDATE SET {replaced}
+                 -- An hour that did not change keeps its row: no new version, no WAL.
+                 WHERE ({current}) IS DISTINCT FROM ({recounted})
              )
              SELECT count(*) INTO notes_taken FROM taken;
              RETURN notes_taken;
          END $$",
         aggregates = aggregates("o"),
         columns = counted.join(", "),
+        current = counted
+            .iter()
+            .map(|c| format!("h.{c}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        recounted = counted
+            .iter()
+            .map(|c| format!("excluded.{c}"))
+            .collect::<Vec<_>>()
+            .join(", "),
     )
 }
 
@@ -148,6 +181,7 @@ impl MigrationTrait for Migration {
                  station_id integer NOT NULL,
                  first_hour timestamptz NOT NULL,
                  last_hour  timestamptz NOT NULL,
+                 removed    boolean NOT NULL,
                  CONSTRAINT observations_hourly_pending_hours CHECK (first_hour <= last_hour)
              );
              CREATE INDEX observations_hourly_pending_station_id
@@ -164,16 +198,19 @@ impl MigrationTrait for Migration {
         db.execute_unprepared(&note_function(
             "observations_hourly_note_added",
             "SELECT * FROM added",
+            false,
         ))
         .await?;
         db.execute_unprepared(&note_function(
             "observations_hourly_note_removed",
             "SELECT * FROM removed",
+            true,
         ))
         .await?;
         db.execute_unprepared(&note_function(
             "observations_hourly_note_changed",
             "SELECT * FROM removed UNION ALL SELECT * FROM added",
+            true,
         ))
         .await?;
         db.execute_unprepared(&refresh_function()).await?;
