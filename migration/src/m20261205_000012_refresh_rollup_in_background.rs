@@ -62,6 +62,10 @@ fn note_function(name: &str, touched_rows: &str, removed: bool) -> String {
 /// by `OFFSET 0` so that the planner cannot turn it into a scan of the whole rollup), and the
 /// emptied rows are deleted by their addresses. The grouping gets the memory to stay off disk
 /// at the largest batch the settings allow.
+///
+/// Only the refresh and `rollups rebuild` write the rollup, and both hold the advisory lock,
+/// so no other writer can insert one of its hours meanwhile; `ON CONFLICT` is there because
+/// the hours of a note may already be counted.
 fn refresh_function() -> String {
     let counted = counted_columns();
     let replaced = counted
@@ -109,7 +113,9 @@ fn refresh_function() -> String {
                      OFFSET 0) o
                  GROUP BY 1, 2
              ), emptied AS (
-                 -- Only rows that went can leave an hour without observations.
+                 -- Only rows that went can leave an hour without observations. Asked of the
+                 -- raw rows rather than of `recounted`, which is then read once, as it is
+                 -- made, and never stored.
                  DELETE FROM observations_hourly
                  WHERE ctid = ANY (ARRAY(
                      SELECT h.ctid
@@ -123,8 +129,10 @@ fn refresh_function() -> String {
                          WHERE h.station_id = s.station_id
                            AND h.hour >= lower(s.span) AND h.hour < upper(s.span)
                          OFFSET 0) h
-                     WHERE NOT EXISTS (SELECT 1 FROM recounted r
-                                       WHERE r.station_id = h.station_id AND r.hour = h.hour)))
+                     WHERE NOT EXISTS (
+                         SELECT 1 FROM observations o
+                         WHERE o.station_id = h.station_id AND o.observed_at >= h.hour
+                           AND o.observed_at < h.hour + interval '1 hour')))
              ), written AS (
                  INSERT INTO observations_hourly AS h (station_id, hour, {columns})
                  SELECT * FROM recounted ORDER BY station_id, hour
