@@ -11,9 +11,8 @@ use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionSession, TransactionTrait};
 
-use crate::configuration::DatabaseSettings;
-
 use super::sql::Sql;
+use crate::configuration::DatabaseSettings;
 use crate::domain::Measure;
 
 /// How the rollup compares with the raw rows.
@@ -88,9 +87,9 @@ pub async fn drain(db: &impl ConnectionTrait, budget_hours: i64) -> Result<i64, 
 /// turns (the refresh's advisory lock); one that finds another refreshing waits for its next
 /// round. A failed refresh changes nothing (one statement) and is tried again next round.
 pub struct RefreshJob {
-    pub db: DatabaseConnection,
-    pub interval: Duration,
-    pub budget_hours: i64,
+    db: DatabaseConnection,
+    interval: Duration,
+    budget_hours: i64,
 }
 
 impl RefreshJob {

@@ -337,7 +337,9 @@ impl Plan {
         );
         // Hours that writes noted and no refresh has counted yet (`service::rollup`), merged
         // per station: the rollup's rows for them are left out and their raw rows read.
-        // Without notes (the rule), one probe of an empty index.
+        // PostgreSQL cannot know that there are usually none, and estimates the statement
+        // costly enough to compile it (JIT, 20 ms): the sessions turn that off
+        // (`database::connect_for_requests`).
         if self.source == Source::HourlyRollup {
             sql.text(&format!(
                 "WITH noted AS MATERIALIZED ( \
@@ -349,12 +351,19 @@ impl Plan {
                      GROUP BY p.station_id) "
             ));
         }
+        // Two arms, of which PostgreSQL runs one, each gated by a one-time filter: the plain
+        // scan when nothing is noted (the rule: no cost per row), the scan that leaves noted
+        // hours out otherwise.
         let rollup_rows = |columns: String| {
-            format!(
+            let scan = format!(
                 "SELECT h.station_id, h.hour AS at, h.count::bigint{columns} \
                  FROM observations_hourly h WHERE h.station_id = ANY({ids}::integer[]) \
-                 AND h.hour >= {first_hour} AND h.hour < {last_hour} \
-                 AND NOT EXISTS (SELECT 1 FROM noted n \
+                 AND h.hour >= {first_hour} AND h.hour < {last_hour}"
+            );
+            format!(
+                "{scan} AND NOT (SELECT EXISTS (SELECT FROM noted)) UNION ALL \
+                 {scan} AND (SELECT EXISTS (SELECT FROM noted)) \
+                 AND NOT EXISTS (SELECT FROM noted n \
                                  WHERE n.station_id = h.station_id AND n.span @> h.hour)"
             )
         };
