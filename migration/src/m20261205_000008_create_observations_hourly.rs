@@ -99,6 +99,20 @@ fn recount_function(name: &str, touched_rows: &str, hour: &str) -> String {
     )
 }
 
+/// The triggers that keep the rollup in the writing transaction, on INSERT, UPDATE and DELETE.
+/// `m20261205_000012` replaces them, and puts them back when undone.
+pub(crate) const WRITE_TRIGGERS: [&str; 3] = [
+    "CREATE TRIGGER observations_hourly_on_insert AFTER INSERT ON observations
+         REFERENCING NEW TABLE AS added
+         FOR EACH STATEMENT EXECUTE FUNCTION observations_hourly_add()",
+    "CREATE TRIGGER observations_hourly_on_update AFTER UPDATE ON observations
+         REFERENCING OLD TABLE AS removed NEW TABLE AS added
+         FOR EACH STATEMENT EXECUTE FUNCTION observations_hourly_recount_updated()",
+    "CREATE TRIGGER observations_hourly_on_delete AFTER DELETE ON observations
+         REFERENCING OLD TABLE AS removed
+         FOR EACH STATEMENT EXECUTE FUNCTION observations_hourly_recount_deleted()",
+];
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -186,19 +200,10 @@ impl MigrationTrait for Migration {
              END $$",
         )
         .await?;
-        for trigger in [
-            "CREATE TRIGGER observations_hourly_on_insert AFTER INSERT ON observations
-                 REFERENCING NEW TABLE AS added
-                 FOR EACH STATEMENT EXECUTE FUNCTION observations_hourly_add()",
-            "CREATE TRIGGER observations_hourly_on_update AFTER UPDATE ON observations
-                 REFERENCING OLD TABLE AS removed NEW TABLE AS added
-                 FOR EACH STATEMENT EXECUTE FUNCTION observations_hourly_recount_updated()",
-            "CREATE TRIGGER observations_hourly_on_delete AFTER DELETE ON observations
-                 REFERENCING OLD TABLE AS removed
-                 FOR EACH STATEMENT EXECUTE FUNCTION observations_hourly_recount_deleted()",
+        for trigger in WRITE_TRIGGERS.into_iter().chain([
             "CREATE TRIGGER observations_hourly_on_truncate AFTER TRUNCATE ON observations
                  FOR EACH STATEMENT EXECUTE FUNCTION observations_hourly_empty()",
-        ] {
+        ]) {
             db.execute_unprepared(trigger).await?;
         }
         // The observations stored before this step.

@@ -29,7 +29,9 @@ use sea_orm_migration::prelude::{
     ConnectionTrait, DbErr, DeriveMigrationName, MigrationTrait, SchemaManager, async_trait,
 };
 
-use crate::m20261205_000008_create_observations_hourly::{aggregates, counted_columns};
+use crate::m20261205_000008_create_observations_hourly::{
+    WRITE_TRIGGERS, aggregates, counted_columns,
+};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -163,20 +165,6 @@ fn refresh_function() -> String {
 /// one.
 pub const REFRESH_LOCK: i64 = 7_126_001;
 
-/// The triggers of `m20261205_000008`, which kept the rollup in the writing transaction; the
-/// TRUNCATE one stays.
-const SYNCHRONOUS_TRIGGERS: [&str; 3] = [
-    "CREATE TRIGGER observations_hourly_on_insert AFTER INSERT ON observations
-         REFERENCING NEW TABLE AS added
-         FOR EACH STATEMENT EXECUTE FUNCTION observations_hourly_add()",
-    "CREATE TRIGGER observations_hourly_on_update AFTER UPDATE ON observations
-         REFERENCING OLD TABLE AS removed NEW TABLE AS added
-         FOR EACH STATEMENT EXECUTE FUNCTION observations_hourly_recount_updated()",
-    "CREATE TRIGGER observations_hourly_on_delete AFTER DELETE ON observations
-         REFERENCING OLD TABLE AS removed
-         FOR EACH STATEMENT EXECUTE FUNCTION observations_hourly_recount_deleted()",
-];
-
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -273,7 +261,7 @@ impl MigrationTrait for Migration {
         ] {
             db.execute_unprepared(statement).await?;
         }
-        for trigger in SYNCHRONOUS_TRIGGERS {
+        for trigger in WRITE_TRIGGERS {
             db.execute_unprepared(trigger).await?;
         }
         Ok(())
