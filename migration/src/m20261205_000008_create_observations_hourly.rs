@@ -61,16 +61,21 @@ pub(crate) fn counted_columns() -> Vec<String> {
     columns
 }
 
+/// `column = excluded.column` for every counted column: an upsert's replacement of an hour.
+pub(crate) fn replaced_by_excluded() -> String {
+    counted_columns()
+        .iter()
+        .map(|column| format!("{column} = excluded.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A trigger function that counts again, from the raw rows, each hour of the rows in
 /// `touched_rows` (transition tables): rollup rows of hours left empty go, the others are
 /// replaced.
 fn recount_function(name: &str, touched_rows: &str, hour: &str) -> String {
     let counted = counted_columns();
-    let replaced = counted
-        .iter()
-        .map(|column| format!("{column} = excluded.{column}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let replaced = replaced_by_excluded();
     let aggregates = aggregates("o");
     format!(
         "CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -30,7 +30,7 @@ use sea_orm_migration::prelude::{
 };
 
 use crate::m20261205_000008_create_observations_hourly::{
-    WRITE_TRIGGERS, aggregates, counted_columns,
+    WRITE_TRIGGERS, aggregates, counted_columns, replaced_by_excluded,
 };
 
 #[derive(DeriveMigrationName)]
@@ -70,11 +70,7 @@ fn note_function(name: &str, touched_rows: &str, removed: bool) -> String {
 /// the hours of a note may already be counted.
 fn refresh_function() -> String {
     let counted = counted_columns();
-    let replaced = counted
-        .iter()
-        .map(|column| format!("{column} = excluded.{column}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let replaced = replaced_by_excluded();
     format!(
         "CREATE OR REPLACE FUNCTION observations_hourly_refresh(budget_hours bigint, wait boolean)
          RETURNS bigint LANGUAGE plpgsql SET work_mem = '64MB' AS $$
